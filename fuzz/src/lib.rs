@@ -1,0 +1,2 @@
+//! Fuzz bodies for relay's message parsers.
+#![forbid(unsafe_code)]

@@ -1,0 +1,111 @@
+//! Peer configuration.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use str0m::config::DtlsCert;
+
+/// Who a peer is, as the application names it.
+///
+/// It travels beside the offer (the signal function's first argument), never
+/// inside it, exactly as in ion-sfu's relay.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct PeerMeta {
+    /// The remote-visible id of this relay peer.
+    pub peer_id: String,
+    /// The session the peer belongs to.
+    pub session_id: String,
+}
+
+impl PeerMeta {
+    /// Metadata from a peer id and a session id.
+    pub fn new(peer_id: impl Into<String>, session_id: impl Into<String>) -> Self {
+        PeerMeta {
+            peer_id: peer_id.into(),
+            session_id: session_id.into(),
+        }
+    }
+}
+
+/// A public address that reaches one of the local addresses through a 1:1 NAT.
+///
+/// It is announced as a server-reflexive candidate whose base is `local`, so
+/// datagrams that arrive on `local` still match a host candidate (str0m drops
+/// STUN whose destination is not a local host candidate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AnnouncedAddr {
+    /// The address the remote should send to.
+    pub public: SocketAddr,
+    /// The local socket address that receives what is sent to `public`.
+    pub local: SocketAddr,
+}
+
+/// Settings of one relay peer.
+///
+/// Start from [`Config::new`] (every default below) and change what you need.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Local socket addresses this peer receives on; each becomes a host
+    /// candidate. At least one is required. Unspecified addresses (`0.0.0.0`)
+    /// are refused: name the interface address that packets arrive on.
+    pub local_addrs: Vec<SocketAddr>,
+    /// Public addresses announced in addition (1:1 NAT).
+    pub announced_addrs: Vec<AnnouncedAddr>,
+    /// Timeout of a request when none is given. Default 5 s.
+    pub request_timeout: Duration,
+    /// Requests awaiting a reply at once; over it `request` fails at once.
+    /// Default 4,096.
+    pub max_pending_requests: usize,
+    /// Inbound requests the application has not replied to yet that are
+    /// remembered; past it the oldest is forgotten (and counted), so a
+    /// request flood cannot grow memory. Default 4,096.
+    pub max_unanswered_requests: usize,
+    /// Bytes queued for the signalling channel while SCTP has no room (and
+    /// before Ready); past it `emit`/`request` fail with `SendQueueFull`.
+    /// Default 8 MiB.
+    pub max_send_queue_bytes: usize,
+    /// Largest envelope we accept, announced to peers that speak our
+    /// extensions (PROTOCOL.md B.1). Default 1 MiB. Toward a base peer the
+    /// sending limit is 65,535 bytes whatever this says.
+    pub max_message_size: u32,
+    /// How long ICE may stay disconnected before the peer closes with
+    /// [`CloseReason::Unreachable`](crate::CloseReason::Unreachable).
+    /// Default 5 s (pion, on the Go side, closes after about 5 s too).
+    pub disconnect_grace: Duration,
+    /// How long after the offer (or answer) the signalling channel may take
+    /// to open before the peer closes with
+    /// [`CloseReason::ConnectTimeout`](crate::CloseReason::ConnectTimeout).
+    /// Default 15 s.
+    pub connect_timeout: Duration,
+    /// Announce our extensions (PROTOCOL.md B.1). `false` makes the peer
+    /// behave exactly like a base (Go) peer. Default `true`.
+    pub announce_extensions: bool,
+    /// Seed of the peer's own randomness (request ids). Default 0; give each
+    /// peer its own seed in production (`fastrand::u64(..)` at the call site).
+    pub seed: u64,
+    /// A DTLS certificate shared by many peers (generating one costs about
+    /// 1.5 ms); `None` generates one per peer. See
+    /// [`generate_certificate`](crate::generate_certificate).
+    pub dtls_cert: Option<DtlsCert>,
+}
+
+impl Config {
+    /// Defaults, receiving on `local_addrs`.
+    pub fn new(local_addrs: Vec<SocketAddr>) -> Self {
+        Config {
+            local_addrs,
+            announced_addrs: Vec::new(),
+            request_timeout: Duration::from_secs(5),
+            max_pending_requests: 4096,
+            max_unanswered_requests: 4096,
+            max_send_queue_bytes: 8 * 1024 * 1024,
+            max_message_size: 1024 * 1024,
+            disconnect_grace: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(15),
+            announce_extensions: true,
+            seed: 0,
+            dtls_cert: None,
+        }
+    }
+}
