@@ -78,6 +78,18 @@ pub struct Config {
     /// [`CloseReason::ConnectTimeout`](crate::CloseReason::ConnectTimeout).
     /// Default 15 s.
     pub connect_timeout: Duration,
+    /// How long the remote has to accept a track we add before the add
+    /// fails with [`RequestError::TimedOut`](crate::RequestError::TimedOut).
+    /// Default 2 s (as the Go relay).
+    pub track_request_timeout: Duration,
+    /// Keyframe requests on one remote track are sent at most once per this
+    /// interval; the rest are merged into one sent when it ends. Default
+    /// 500 ms.
+    pub keyframe_request_interval: Duration,
+    /// A remote track with no RTP for this long is reported as
+    /// [`Event::TrackInactive`](crate::Event::TrackInactive) (a base peer has
+    /// no way to say it removed a track). `None` disables it. Default 5 s.
+    pub track_inactive_after: Option<Duration>,
     /// Announce our extensions (PROTOCOL.md B.1). `false` makes the peer
     /// behave exactly like a base (Go) peer. Default `true`.
     pub announce_extensions: bool,
@@ -103,6 +115,9 @@ impl Config {
             max_message_size: 1024 * 1024,
             disconnect_grace: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(15),
+            track_request_timeout: Duration::from_secs(2),
+            keyframe_request_interval: Duration::from_millis(500),
+            track_inactive_after: Some(Duration::from_secs(5)),
             announce_extensions: true,
             seed: 0,
             dtls_cert: None,

@@ -44,6 +44,20 @@ pub enum Error {
     /// A data-channel operation failed.
     #[error("data channel: {0}")]
     Channel(#[from] ChannelError),
+    /// No such track (never added, failed, or removed).
+    #[error("unknown track")]
+    UnknownTrack,
+    /// RTP was written for a track the remote has not accepted yet; wait for
+    /// [`Event::TrackAdded`](crate::Event::TrackAdded).
+    #[error("track not accepted by the remote yet")]
+    TrackNotAccepted,
+    /// The payload type cannot cross the relay: 64..=95 collide with RTCP
+    /// packet types under rtcp-mux, and 128..=255 are not RTP payload types.
+    #[error("payload type {0} cannot be relayed (allowed: 0..=63 and 96..=127)")]
+    PayloadType(u8),
+    /// The codec's MIME type is neither `audio/...` nor `video/...`.
+    #[error("MIME type {0:?} is neither audio/ nor video/")]
+    MimeType(String),
     /// The underlying WebRTC stack refused an operation.
     #[error("webrtc: {0}")]
     Rtc(String),

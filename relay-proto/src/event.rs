@@ -3,6 +3,7 @@
 use bytes::Bytes;
 
 use crate::error::ChannelError;
+use crate::media::{KeyframeKind, RtpIn, SenderReport, TrackCodec, TrackId, TrackMeta};
 
 /// Id of a request this side sent; its outcome arrives as
 /// [`Event::Reply`] or [`Event::RequestFailed`].
@@ -126,6 +127,53 @@ pub enum Event {
         /// What failed.
         error: ChannelError,
     },
+    /// The remote accepted a track we added: RTP may flow.
+    TrackAdded(TrackId),
+    /// A track we added was not accepted (no reply in time, or the peer
+    /// closed). The track is gone.
+    TrackFailed {
+        /// The track.
+        track: TrackId,
+        /// Why.
+        reason: RequestError,
+    },
+    /// The remote added a track. Comes before any of its RTP.
+    Track {
+        /// Our id for it.
+        track: TrackId,
+        /// The remote's stream and track ids.
+        meta: TrackMeta,
+        /// Its codec, as the origin negotiated it.
+        codec: TrackCodec,
+        /// Its SSRC on the relay leg.
+        ssrc: u32,
+    },
+    /// An RTP packet on a remote track.
+    Rtp(Box<RtpIn>),
+    /// The remote asks for a keyframe on one of our tracks.
+    KeyframeRequest {
+        /// The track.
+        track: TrackId,
+        /// PLI or FIR.
+        kind: KeyframeKind,
+    },
+    /// A sender report for a remote track: the origin's own (carried in
+    /// band between our peers, `origin: true`) or the relay leg's RTCP one.
+    SenderReport {
+        /// The track.
+        track: TrackId,
+        /// The report.
+        report: SenderReport,
+        /// `true` for the origin's report carried in band.
+        origin: bool,
+    },
+    /// A remote track had no RTP for [`Config::track_inactive_after`](crate::Config::track_inactive_after).
+    TrackInactive(TrackId),
+    /// RTP flows again on a track reported inactive.
+    TrackActive(TrackId),
+    /// The remote removed a track (our track-removal extension). Nothing
+    /// more arrives on it.
+    TrackRemoved(TrackId),
     /// The peer closed. Fires exactly once; nothing follows it.
     Closed(CloseReason),
 }

@@ -95,18 +95,26 @@ mod config;
 mod error;
 mod event;
 mod framing;
+mod media;
 mod peer;
 mod requests;
 mod stats;
+mod tracks;
 pub mod wire;
 
 pub use config::{AnnouncedAddr, Config, PeerMeta};
 pub use error::{ChannelError, Error};
 pub use event::{ChannelId, CloseReason, Event, InboundRequest, RequestError, RequestId};
+pub use media::{
+    KeyframeKind, RtpIn, RtpOut, SenderReport, TrackCodec, TrackId, TrackKind, TrackMeta,
+    TrackStats, payload_type_is_carried,
+};
 pub use peer::{
-    ChannelOptions, EXTENSION_VERSION, FEATURES, Peer, Reliability, SIGNAL_LABEL, Transmit,
-    generate_certificate,
+    ChannelOptions, EXTENSION_VERSION, FEATURE_FIR, FEATURE_SENDER_REPORT, FEATURE_TRACK_REMOVE,
+    FEATURES, Peer, Reliability, SIGNAL_LABEL, TRACK_EVENT, Transmit, generate_certificate,
 };
 pub use stats::{Drops, PeerState, Stats};
 /// A DTLS certificate ([`Config::dtls_cert`]), as str0m defines it.
 pub use str0m::config::DtlsCert;
+/// Header extension values of an RTP packet, as str0m parses them.
+pub use str0m::rtp::ExtensionValues;

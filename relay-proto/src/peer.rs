@@ -19,11 +19,16 @@ use crate::config::{Config, PeerMeta};
 use crate::error::{ChannelError, Error};
 use crate::event::{ChannelId, CloseReason, Event, InboundRequest, RequestError, RequestId};
 use crate::framing::{self, Joined, Joiner};
+use crate::media::{
+    KeyframeKind, RtpOut, SenderReport, TrackCodec, TrackId, TrackMeta, TrackStats,
+    payload_type_is_carried,
+};
 use crate::requests::{Outbound, Unanswered};
 use crate::stats::{PeerState, Stats};
+use crate::tracks::{self, Tracks};
 use crate::wire::{
     Announcement, BASE_MAX_MESSAGE_SIZE, DtlsParameters, DtlsRole, Envelope, IceParameters,
-    SctpCapabilities, Signal,
+    SctpCapabilities, Signal, TrackSignal,
 };
 
 /// Label of the signalling data channel (PROTOCOL.md A.3).
@@ -32,8 +37,23 @@ pub const SIGNAL_LABEL: &str = "ion_sfu_relay_signaler";
 /// Version of our extension announcement (PROTOCOL.md B.1).
 pub const EXTENSION_VERSION: u32 = 1;
 
-/// Extension features this build implements, announced in offer/answer.
-pub const FEATURES: &[&str] = &[];
+/// Extension features this build implements, announced in offer/answer
+/// (wire forms in `docs/protocol.md`).
+pub const FEATURES: &[&str] = &[FEATURE_TRACK_REMOVE, FEATURE_SENDER_REPORT, FEATURE_FIR];
+
+/// Feature: the remote learns at once that a track was removed.
+pub const FEATURE_TRACK_REMOVE: &str = "track-remove";
+/// Feature: the origin's sender report travels in band, for exact lip sync.
+pub const FEATURE_SENDER_REPORT: &str = "sender-report";
+/// Feature: keyframe requests may be FIR, not only PLI.
+pub const FEATURE_FIR: &str = "fir";
+
+/// Event name of a track signal (PROTOCOL.md A.4).
+pub const TRACK_EVENT: &str = "ion_relay_request";
+/// Event name of the track-removal message (extension).
+const TRACK_REMOVE_EVENT: &str = "relay.track.remove";
+/// Event name of the in-band origin sender report (extension).
+const SENDER_REPORT_EVENT: &str = "relay.sender-report";
 
 /// Events held back until Ready, at most (a remote that opens channels and
 /// floods them before its signalling channel is open cannot grow memory).
@@ -155,6 +175,8 @@ pub struct Peer {
     connect_deadline: Option<Instant>,
     disconnected_since: Option<Instant>,
     stats: Stats,
+    tracks: Tracks,
+    ssrc_rng: fastrand::Rng,
 }
 
 impl std::fmt::Debug for Peer {
@@ -203,7 +225,7 @@ impl Peer {
                 )));
             }
         }
-        let mut rtc_config = RtcConfig::new()
+        let mut rtc_config = tracks::register_payload_types(RtcConfig::new())
             .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
             .set_sctp_max_message_size(config.max_message_size.max(256 * 1024))
             .set_sctp_max_buffered_amount(1024 * 1024);
@@ -238,6 +260,8 @@ impl Peer {
             connect_deadline: None,
             disconnected_since: None,
             stats: Stats::default(),
+            tracks: Tracks::default(),
+            ssrc_rng: fastrand::Rng::with_seed(config.seed ^ 0x5eed_55c5),
             config,
         })
     }
@@ -263,6 +287,17 @@ impl Peer {
             .as_ref()
             .is_some_and(|r| r.announcement.is_some())
             && self.config.announce_extensions
+    }
+
+    /// `true` when both ends announced an extension feature.
+    pub fn feature_enabled(&self, feature: &str) -> bool {
+        self.remote_speaks_extensions()
+            && FEATURES.contains(&feature)
+            && self
+                .remote
+                .as_ref()
+                .and_then(|r| r.announcement.as_ref())
+                .is_some_and(|a| a.features.iter().any(|f| f == feature))
     }
 
     /// The largest envelope the remote reads: its announced maximum, or
@@ -490,10 +525,22 @@ impl Peer {
         timeout: Option<Duration>,
     ) -> Result<RequestId, Error> {
         self.check_open()?;
+        self.advance(now);
+        let timeout = timeout.unwrap_or(self.config.request_timeout);
+        let id = self.send_request(event, payload, timeout)?;
+        self.drain();
+        Ok(RequestId(id))
+    }
+
+    fn send_request(
+        &mut self,
+        event: &str,
+        payload: Option<Bytes>,
+        timeout: Duration,
+    ) -> Result<u64, Error> {
         if self.outbound.len() >= self.config.max_pending_requests {
             return Err(Error::TooManyRequests(self.config.max_pending_requests));
         }
-        self.advance(now);
         let id = self.outbound.next_id();
         self.enqueue(&Envelope {
             id,
@@ -501,11 +548,27 @@ impl Peer {
             event: event.to_string(),
             payload,
         })?;
-        let timeout = timeout.unwrap_or(self.config.request_timeout);
         self.outbound.insert(id, self.last_now + timeout);
         self.stats.requests_sent += 1;
-        self.drain();
-        Ok(RequestId(id))
+        Ok(id)
+    }
+
+    /// Reports a request that ended without a reply, to the track it was
+    /// for or to the application.
+    fn request_failed(&mut self, id: u64, reason: RequestError) {
+        match reason {
+            RequestError::TimedOut => self.stats.requests_timed_out += 1,
+            _ => self.stats.requests_failed += 1,
+        }
+        if let Some(track) = self.tracks.take_request(id) {
+            self.tracks.drop_local(&mut self.rtc, track);
+            self.events.push_back(Event::TrackFailed { track, reason });
+        } else {
+            self.events.push_back(Event::RequestFailed {
+                id: RequestId(id),
+                reason,
+            });
+        }
     }
 
     /// Withdraws a pending request: [`Event::RequestFailed`] with
@@ -513,11 +576,7 @@ impl Peer {
     /// Returns `false` when the request is no longer pending.
     pub fn cancel_request(&mut self, id: RequestId) -> bool {
         if self.outbound.complete(id.0) {
-            self.stats.requests_failed += 1;
-            self.events.push_back(Event::RequestFailed {
-                id,
-                reason: RequestError::Cancelled,
-            });
+            self.request_failed(id.0, RequestError::Cancelled);
             true
         } else {
             false
@@ -607,6 +666,270 @@ impl Peer {
             }
         }
         wrote
+    }
+
+    // ---------------------------------------------------------------- tracks
+
+    /// Adds a track to relay: sends its signal (`ion_relay_request`,
+    /// PROTOCOL.md A.4) and returns its id. [`Event::TrackAdded`] follows
+    /// when the remote accepts it, or [`Event::TrackFailed`] (timed out
+    /// after [`Config::track_request_timeout`], or closed). RTP written
+    /// before acceptance is refused with [`Error::TrackNotAccepted`].
+    ///
+    /// The codec's payload type is carried unchanged and must be in
+    /// 0..=63 or 96..=127. Drain the outputs afterwards.
+    pub fn add_track(
+        &mut self,
+        now: Instant,
+        meta: TrackMeta,
+        codec: TrackCodec,
+    ) -> Result<TrackId, Error> {
+        self.check_open()?;
+        if !payload_type_is_carried(codec.payload_type) {
+            return Err(Error::PayloadType(codec.payload_type));
+        }
+        if codec.kind().is_none() {
+            return Err(Error::MimeType(codec.mime_type));
+        }
+        if self.role.is_none() {
+            return Err(Error::SignalState(
+                "make or accept an offer before adding tracks",
+            ));
+        }
+        self.advance(now);
+        let ssrc = self.tracks.new_ssrc(&mut self.ssrc_rng);
+        let signal = TrackSignal::new(ssrc, meta.stream_id, meta.track_id, codec.to_wire());
+        let request = self.send_request(
+            TRACK_EVENT,
+            Some(Bytes::from(signal.encode())),
+            self.config.track_request_timeout,
+        )?;
+        let prefix = self.mid_prefix();
+        let id = self
+            .tracks
+            .add_local(&mut self.rtc, codec, ssrc, request, prefix);
+        self.drain();
+        Ok(id)
+    }
+
+    /// Writes one RTP packet on a track of ours, as forwarded from its
+    /// origin: payload type, sequence number, timestamp, marker and payload
+    /// cross unchanged. Drain the outputs afterwards.
+    pub fn write_rtp(&mut self, now: Instant, track: TrackId, packet: RtpOut) -> Result<(), Error> {
+        self.check_open()?;
+        if !payload_type_is_carried(packet.payload_type) {
+            return Err(Error::PayloadType(packet.payload_type));
+        }
+        self.advance(now);
+        self.tracks
+            .write(&mut self.rtc, self.last_now, track, packet)?;
+        self.drain();
+        Ok(())
+    }
+
+    /// Asks the remote for a keyframe on one of its tracks. At most one
+    /// request per track goes out per [`Config::keyframe_request_interval`];
+    /// the rest are merged and counted. FIR becomes PLI toward a peer that
+    /// does not announce the `fir` feature. Drain the outputs afterwards.
+    pub fn request_keyframe(
+        &mut self,
+        now: Instant,
+        track: TrackId,
+        kind: KeyframeKind,
+    ) -> Result<(), Error> {
+        self.check_open()?;
+        self.advance(now);
+        let fir = self.feature_enabled(FEATURE_FIR);
+        self.tracks.request_keyframe(
+            &mut self.rtc,
+            self.last_now,
+            track,
+            kind,
+            self.config.keyframe_request_interval,
+            fir,
+        )?;
+        self.drain();
+        Ok(())
+    }
+
+    /// Gives the origin's latest sender report for a track of ours, so the
+    /// remote keeps the origin's timing: our RTP writes take their wall
+    /// clock from it (so the relay leg's sender reports follow the origin's
+    /// clock, rebased), and a peer of ours also gets the report itself in
+    /// band (`sender-report` feature). Drain the outputs afterwards.
+    pub fn set_origin_sender_report(
+        &mut self,
+        now: Instant,
+        track: TrackId,
+        report: SenderReport,
+    ) -> Result<(), Error> {
+        self.check_open()?;
+        self.advance(now);
+        let ssrc = self
+            .tracks
+            .set_origin_report(self.last_now, track, report)?;
+        if self.feature_enabled(FEATURE_SENDER_REPORT) {
+            let body = format!(
+                "{{\"ssrc\":{ssrc},\"ntp\":{},\"rtp\":{}}}",
+                report.ntp, report.rtp
+            );
+            let id = self.outbound.next_id();
+            self.enqueue(&Envelope {
+                id,
+                reply: false,
+                event: SENDER_REPORT_EVENT.into(),
+                payload: Some(Bytes::from(body)),
+            })?;
+            self.drain();
+        }
+        Ok(())
+    }
+
+    /// Stops relaying a track of ours. A peer of ours learns at once
+    /// ([`Event::TrackRemoved`], `track-remove` feature); a base peer just
+    /// sees the track go silent. Drain the outputs afterwards.
+    pub fn remove_track(&mut self, track: TrackId) -> Result<(), Error> {
+        self.check_open()?;
+        if !self.tracks.is_local(track) {
+            return Err(Error::UnknownTrack);
+        }
+        let ssrc = self.tracks.drop_local(&mut self.rtc, track);
+        if let Some(ssrc) = ssrc
+            && self.feature_enabled(FEATURE_TRACK_REMOVE)
+        {
+            let id = self.outbound.next_id();
+            self.enqueue(&Envelope {
+                id,
+                reply: false,
+                event: TRACK_REMOVE_EVENT.into(),
+                payload: Some(Bytes::from(format!("{{\"ssrc\":{ssrc}}}"))),
+            })?;
+        }
+        self.drain();
+        Ok(())
+    }
+
+    /// Counters of one track (sent for ours, received for the remote's).
+    pub fn track_stats(&self, track: TrackId) -> Option<TrackStats> {
+        self.tracks.stats(track)
+    }
+
+    /// The origin's NTP time (32.32 fixed point) of an RTP timestamp on a
+    /// remote track, from the last origin sender report received in band;
+    /// `None` before one arrived. Tracks of one origin map onto one clock,
+    /// so this is what lip sync needs.
+    pub fn origin_ntp_time(&self, track: TrackId, rtp_timestamp: u32) -> Option<u64> {
+        self.tracks.ntp_of(track, rtp_timestamp)
+    }
+
+    /// The SSRC of a track on the relay leg (ours or the remote's).
+    pub fn track_ssrc(&self, track: TrackId) -> Option<u32> {
+        self.tracks
+            .local_ssrc(track)
+            .or_else(|| self.tracks.remote_ssrc(track))
+    }
+
+    /// Mids must not clash between the two ends (str0m sends its mid in a
+    /// header extension): each end names its own with its own prefix.
+    fn mid_prefix(&self) -> char {
+        match self.role {
+            Some(Role::Answerer) => 'a',
+            _ => 'o',
+        }
+    }
+
+    fn on_track_signal(&mut self, env: Envelope) {
+        let signal = match env.payload.as_deref().map(TrackSignal::decode) {
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                warn!(peer = %self.meta.peer_id, "unparsable track signal: {e}");
+                self.stats.drops.refused_tracks += 1;
+                return;
+            }
+            None => {
+                self.stats.drops.refused_tracks += 1;
+                return;
+            }
+        };
+        let codec = TrackCodec::from_wire(&signal.track_info.codec_parameters);
+        let ssrc = signal.encodings.ssrc;
+        // Base peers act only on PLI and ignore NACKs: ask for none.
+        let prefix = self.mid_prefix();
+        match self
+            .tracks
+            .add_remote(&mut self.rtc, ssrc, codec.clone(), true, prefix)
+        {
+            Ok(track) => {
+                info!(peer = %self.meta.peer_id, ssrc, mime = %codec.mime_type, "remote track");
+                self.push_event(Event::Track {
+                    track,
+                    meta: TrackMeta {
+                        stream_id: signal.track_info.stream_id,
+                        track_id: signal.track_info.track_id,
+                    },
+                    codec,
+                    ssrc,
+                });
+                // The reply tells the sender it may start RTP, so it goes
+                // after the Track event: no RTP can precede it.
+                let reply = Envelope {
+                    id: env.id,
+                    reply: true,
+                    event: env.event,
+                    payload: None,
+                };
+                if let Err(e) = self.enqueue(&reply) {
+                    warn!("track reply not sent: {e}");
+                }
+            }
+            Err(why) => {
+                warn!(peer = %self.meta.peer_id, ?why, "remote track refused");
+                self.stats.drops.refused_tracks += 1;
+            }
+        }
+    }
+
+    fn on_extension_message(&mut self, env: &Envelope) {
+        let parsed: Option<serde_json::Value> = env
+            .payload
+            .as_deref()
+            .and_then(|p| serde_json::from_slice(p).ok());
+        let field = |k: &str| {
+            parsed
+                .as_ref()
+                .and_then(|v| v.get(k))
+                .and_then(|v| v.as_u64())
+        };
+        let Some(ssrc) = field("ssrc").and_then(|s| u32::try_from(s).ok()) else {
+            self.stats.drops.bad_extension_messages += 1;
+            return;
+        };
+        if env.event == TRACK_REMOVE_EVENT {
+            match self.tracks.remote_by_ssrc(ssrc) {
+                Some(track) => {
+                    self.tracks.drop_remote(&mut self.rtc, track);
+                    self.push_event(Event::TrackRemoved(track));
+                }
+                None => self.stats.drops.bad_extension_messages += 1,
+            }
+            return;
+        }
+        let (Some(ntp), Some(rtp)) = (
+            field("ntp"),
+            field("rtp").and_then(|r| u32::try_from(r).ok()),
+        ) else {
+            self.stats.drops.bad_extension_messages += 1;
+            return;
+        };
+        let report = SenderReport { ntp, rtp };
+        match self.tracks.on_origin_report(ssrc, report) {
+            Some(track) => self.push_event(Event::SenderReport {
+                track,
+                report,
+                origin: true,
+            }),
+            None => self.stats.drops.bad_extension_messages += 1,
+        }
     }
 
     // --------------------------------------------------------- data channels
@@ -740,11 +1063,7 @@ impl Peer {
             debug!("str0m close: {e}");
         }
         for id in self.outbound.drain() {
-            self.stats.requests_failed += 1;
-            self.events.push_back(Event::RequestFailed {
-                id: RequestId(id),
-                reason: RequestError::Closed,
-            });
+            self.request_failed(id, RequestError::Closed);
         }
         self.pre_ready.clear();
         self.send_queue.clear();
@@ -815,11 +1134,18 @@ impl Peer {
             self.on_rtc_error(e);
         }
         for id in self.outbound.handle_timeout(now) {
-            self.stats.requests_timed_out += 1;
-            self.events.push_back(Event::RequestFailed {
-                id: RequestId(id),
-                reason: RequestError::TimedOut,
-            });
+            self.request_failed(id, RequestError::TimedOut);
+        }
+        if self.state != PeerState::Closed {
+            let events = self.tracks.handle_timeout(
+                &mut self.rtc,
+                now,
+                self.config.track_inactive_after,
+                self.config.keyframe_request_interval,
+            );
+            for e in events {
+                self.push_event(e);
+            }
         }
         if self.state != PeerState::Closed {
             if self.connect_deadline.is_some_and(|t| t <= now) {
@@ -862,6 +1188,10 @@ impl Peer {
         };
         consider(self.outbound.poll_timeout());
         if self.state != PeerState::Closed {
+            consider(self.tracks.poll_timeout(
+                self.config.track_inactive_after,
+                self.config.keyframe_request_interval,
+            ));
             if self.state != PeerState::Ready {
                 consider(self.connect_deadline);
             }
@@ -974,6 +1304,33 @@ impl Peer {
                 }
             }
             RtcEvent::ChannelClose(rtc_id) => self.on_channel_close(rtc_id),
+            RtcEvent::RtpPacket(pkt) => {
+                if self.state == PeerState::Closed {
+                    return;
+                }
+                for e in self.tracks.on_rtp(pkt).unwrap_or_default() {
+                    self.push_event(e);
+                }
+            }
+            RtcEvent::KeyframeRequest(req) => {
+                if let Some(e) = self.tracks.on_keyframe_request(req.mid, req.kind) {
+                    self.push_event(e);
+                }
+            }
+            RtcEvent::SenderFeedback(fb) => {
+                if let Some(track) = self.tracks.remote_by_mid(fb.mid) {
+                    let info = fb.sender_info;
+                    let report = SenderReport {
+                        ntp: ntp_of_system_time(info.ntp_time),
+                        rtp: info.rtp_time.numer() as u32,
+                    };
+                    self.push_event(Event::SenderReport {
+                        track,
+                        report,
+                        origin: false,
+                    });
+                }
+            }
             RtcEvent::Closed => self.close_with(CloseReason::Remote),
             _ => {}
         }
@@ -1117,13 +1474,28 @@ impl Peer {
         if env.reply {
             if self.outbound.complete(env.id) {
                 self.stats.requests_answered += 1;
-                self.events.push_back(Event::Reply {
-                    id: RequestId(env.id),
-                    payload: env.payload,
-                });
+                if let Some(track) = self.tracks.take_request(env.id) {
+                    self.tracks.accepted(track);
+                    self.events.push_back(Event::TrackAdded(track));
+                } else {
+                    self.events.push_back(Event::Reply {
+                        id: RequestId(env.id),
+                        payload: env.payload,
+                    });
+                }
             } else {
                 self.stats.drops.unknown_replies += 1;
             }
+            return;
+        }
+        if env.event == TRACK_EVENT {
+            self.on_track_signal(env);
+            return;
+        }
+        if self.remote_speaks_extensions()
+            && (env.event == TRACK_REMOVE_EVENT || env.event == SENDER_REPORT_EVENT)
+        {
+            self.on_extension_message(&env);
             return;
         }
         self.stats.requests_received += 1;
@@ -1134,6 +1506,15 @@ impl Peer {
             payload: env.payload,
         }));
     }
+}
+
+/// 64-bit NTP time (32.32) of a system time.
+fn ntp_of_system_time(t: std::time::SystemTime) -> u64 {
+    const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() + NTP_UNIX_OFFSET;
+    let frac = ((d.subsec_nanos() as u64) << 32) / 1_000_000_000;
+    (secs << 32) | frac
 }
 
 /// What a remote signal yields for str0m, checked before anything changes.

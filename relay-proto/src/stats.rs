@@ -66,4 +66,9 @@ pub struct Drops {
     pub oversized_messages: u64,
     /// Data-channel messages for channels we do not know.
     pub unknown_channel_data: u64,
+    /// Track requests from the remote that were refused (bad payload type,
+    /// MIME type or SSRC) or did not parse; the remote gets no reply.
+    pub refused_tracks: u64,
+    /// Extension messages that did not parse or named an unknown track.
+    pub bad_extension_messages: u64,
 }

@@ -48,7 +48,7 @@ impl NetConfig {
 }
 
 /// Which side of a [`Pair`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
     /// The offerer.
     A,

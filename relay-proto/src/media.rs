@@ -1,0 +1,246 @@
+//! Public types of media tracks.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::wire::{CodecParameters, RtcpFeedback};
+
+/// Id of a track on one peer: ours (from [`Peer::add_track`](crate::Peer::add_track))
+/// or the remote's (from [`Event::Track`](crate::Event::Track)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[must_use = "a track is written and reported under this id"]
+pub struct TrackId(pub u64);
+
+/// What the application says a track is (ion-sfu's `trackInfo`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct TrackMeta {
+    /// The media stream the track belongs to.
+    pub stream_id: String,
+    /// The track's id.
+    pub track_id: String,
+}
+
+impl TrackMeta {
+    /// Meta from a stream id and a track id.
+    pub fn new(stream_id: impl Into<String>, track_id: impl Into<String>) -> Self {
+        TrackMeta {
+            stream_id: stream_id.into(),
+            track_id: track_id.into(),
+        }
+    }
+}
+
+/// Audio or video, from the MIME type's prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrackKind {
+    /// `audio/...`
+    Audio,
+    /// `video/...`
+    Video,
+}
+
+/// The codec a track carries, as its origin negotiated it (ion-sfu's
+/// `codecParameters`). The relay forwards its payload type unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackCodec {
+    /// MIME type, such as `video/VP8` or `audio/opus`.
+    pub mime_type: String,
+    /// RTP clock rate (90,000 for video, 48,000 for Opus...).
+    pub clock_rate: u32,
+    /// Audio channels (0 for video).
+    pub channels: u16,
+    /// The SDP `a=fmtp` line, if any.
+    pub fmtp_line: String,
+    /// RTCP feedback the origin negotiated.
+    pub rtcp_feedback: Vec<RtcpFeedback>,
+    /// The payload type on the wire: 0..=63 or 96..=127.
+    pub payload_type: u8,
+}
+
+impl TrackCodec {
+    /// VP8 at 90 kHz with NACK and PLI feedback.
+    pub fn vp8(payload_type: u8) -> Self {
+        TrackCodec {
+            mime_type: "video/VP8".into(),
+            clock_rate: 90_000,
+            channels: 0,
+            fmtp_line: String::new(),
+            rtcp_feedback: vec![
+                RtcpFeedback {
+                    typ: "nack".into(),
+                    parameter: String::new(),
+                },
+                RtcpFeedback {
+                    typ: "nack".into(),
+                    parameter: "pli".into(),
+                },
+            ],
+            payload_type,
+        }
+    }
+
+    /// H.264 at 90 kHz (packetization mode 1, constrained baseline).
+    pub fn h264(payload_type: u8) -> Self {
+        TrackCodec {
+            mime_type: "video/H264".into(),
+            fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+                .into(),
+            ..TrackCodec::vp8(payload_type)
+        }
+    }
+
+    /// Opus at 48 kHz, two channels.
+    pub fn opus(payload_type: u8) -> Self {
+        TrackCodec {
+            mime_type: "audio/opus".into(),
+            clock_rate: 48_000,
+            channels: 2,
+            fmtp_line: "minptime=10;useinbandfec=1".into(),
+            rtcp_feedback: Vec::new(),
+            payload_type,
+        }
+    }
+
+    /// Audio or video, from the MIME type; `None` for anything else.
+    pub fn kind(&self) -> Option<TrackKind> {
+        let lower = self.mime_type.to_ascii_lowercase();
+        if lower.starts_with("audio/") {
+            Some(TrackKind::Audio)
+        } else if lower.starts_with("video/") {
+            Some(TrackKind::Video)
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn to_wire(&self) -> CodecParameters {
+        CodecParameters {
+            mime_type: self.mime_type.clone(),
+            clock_rate: self.clock_rate,
+            channels: self.channels,
+            sdp_fmtp_line: self.fmtp_line.clone(),
+            rtcp_feedback: self.rtcp_feedback.clone(),
+            payload_type: self.payload_type,
+        }
+    }
+
+    pub(crate) fn from_wire(c: &CodecParameters) -> Self {
+        TrackCodec {
+            mime_type: c.mime_type.clone(),
+            clock_rate: c.clock_rate,
+            channels: c.channels,
+            fmtp_line: c.sdp_fmtp_line.clone(),
+            rtcp_feedback: c.rtcp_feedback.clone(),
+            payload_type: c.payload_type,
+        }
+    }
+}
+
+/// `true` for the payload types the relay carries: 0..=63 and 96..=127.
+/// 64..=95 collide with RTCP packet types under rtcp-mux and cannot be
+/// received.
+pub fn payload_type_is_carried(pt: u8) -> bool {
+    pt <= 63 || (96..=127).contains(&pt)
+}
+
+/// One RTP packet to forward on a track, as it came from the origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtpOut {
+    /// Payload type (normally the track's; any carried one is accepted).
+    pub payload_type: u8,
+    /// The origin's 16-bit sequence number; gaps are kept as they are.
+    pub sequence_number: u16,
+    /// The origin's RTP timestamp.
+    pub timestamp: u32,
+    /// The marker bit.
+    pub marker: bool,
+    /// The payload.
+    pub payload: Bytes,
+}
+
+/// One RTP packet received on a remote track.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RtpIn {
+    /// The track.
+    pub track: TrackId,
+    /// The SSRC on the relay leg.
+    pub ssrc: u32,
+    /// Payload type, as the origin sent it.
+    pub payload_type: u8,
+    /// The origin's sequence number.
+    pub sequence_number: u16,
+    /// The sequence number extended with the rollover count.
+    pub extended_sequence_number: u64,
+    /// The origin's RTP timestamp.
+    pub timestamp: u32,
+    /// The marker bit.
+    pub marker: bool,
+    /// Header extension values the packet carried (str0m parses the ones
+    /// in its map: audio level, video orientation, and the like).
+    pub extensions: str0m::rtp::ExtensionValues,
+    /// The payload.
+    pub payload: Arc<[u8]>,
+    /// When it arrived (the time passed to the input that delivered it).
+    pub received: Instant,
+}
+
+/// A keyframe request's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeyframeKind {
+    /// Picture Loss Indication: what a base (Go) peer acts on.
+    Pli,
+    /// Full Intra Request; sent as a PLI to a peer that does not announce
+    /// the `fir` feature.
+    Fir,
+}
+
+/// A sender report: the origin's relation between wall-clock time (64-bit
+/// NTP, 32.32 fixed point) and a track's RTP time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SenderReport {
+    /// NTP time (seconds since 1900 in the upper 32 bits, fraction below).
+    pub ntp: u64,
+    /// The RTP timestamp that corresponds to `ntp`.
+    pub rtp: u32,
+}
+
+impl SenderReport {
+    /// The NTP time of an RTP timestamp of the same track, given its clock
+    /// rate. Timestamps within half the 32-bit range either side map
+    /// correctly across wrap-around.
+    pub fn ntp_of(&self, rtp: u32, clock_rate: u32) -> Option<u64> {
+        if clock_rate == 0 {
+            return None;
+        }
+        let delta = rtp.wrapping_sub(self.rtp) as i32 as i128;
+        let offset = (delta << 32) / clock_rate as i128;
+        let ntp = self.ntp as i128 + offset;
+        u64::try_from(ntp).ok()
+    }
+}
+
+/// Counters of one track, in its direction (sent for ours, received for
+/// the remote's).
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct TrackStats {
+    /// RTP packets.
+    pub packets: u64,
+    /// Payload bytes.
+    pub bytes: u64,
+    /// Payload bit rate over the last full second, bits per second.
+    pub bitrate: u64,
+    /// Packets missing from the sequence so far (received side).
+    pub lost: u64,
+    /// Interarrival jitter (RFC 3550), received side.
+    pub jitter: Duration,
+    /// NACKs sent (received side) or received (sending side).
+    pub nacks: u64,
+    /// Keyframe requests sent (received side) or received (sending side).
+    pub keyframe_requests: u64,
+    /// Keyframe requests merged into one already sent (received side).
+    pub keyframe_requests_merged: u64,
+}

@@ -1,0 +1,599 @@
+//! Media tracks: the codec table, our tracks and the remote's, keyframe
+//! request merging, inactivity, per-track stats. A sub-machine the peer
+//! drives; it touches str0m only through the `Rtc` the peer lends it.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use str0m::format::{Codec, FormatParams};
+use str0m::media::{Frequency, KeyframeRequestKind, MediaKind, Mid, Pt};
+use str0m::rtp::{RtpWrite, SeqNo, Ssrc};
+use str0m::{Rtc, RtcConfig};
+
+use crate::media::{
+    KeyframeKind, RtpIn, RtpOut, SenderReport, TrackCodec, TrackId, TrackKind, TrackStats,
+    payload_type_is_carried,
+};
+
+/// Registers every payload type a peer may signal (PROTOCOL.md A.4): str0m
+/// fixes its table when the `Rtc` is built and drops unknown types.
+///
+/// Only the clock rate of an entry matters to us (str0m's sender reports
+/// use it); static types get theirs from RFC 3551, 111 is Opus, the other
+/// dynamic ones are taken as 90 kHz video. No entry has a resend type, so
+/// str0m sends no RTX and no NACK.
+pub(crate) fn register_payload_types(mut config: RtcConfig) -> RtcConfig {
+    config = config.clear_codecs();
+    let table = config.codec_config();
+    for pt in (0u8..=63).chain(96..=127) {
+        let (codec, rate, channels) = match pt {
+            0 => (Codec::PCMU, 8_000, Some(1)),
+            8 => (Codec::PCMA, 8_000, Some(1)),
+            9 => (Codec::G722, 8_000, Some(1)),
+            13 => (Codec::CN, 8_000, Some(1)),
+            3..=5 | 7 | 12 | 15 | 18 => (Codec::PCMU, 8_000, Some(1)),
+            6 => (Codec::PCMU, 16_000, Some(1)),
+            10 => (Codec::PCMU, 44_100, Some(2)),
+            11 => (Codec::PCMU, 44_100, Some(1)),
+            16 => (Codec::PCMU, 11_025, Some(1)),
+            17 => (Codec::PCMU, 22_050, Some(1)),
+            111 => (Codec::Opus, 48_000, Some(2)),
+            _ => (Codec::Vp8, 90_000, None),
+        };
+        let rate = Frequency::new(rate).unwrap_or(Frequency::NINETY_KHZ);
+        table.add_config(
+            pt.into(),
+            None,
+            codec,
+            rate,
+            channels,
+            FormatParams::default(),
+        );
+    }
+    config.set_rtp_mode(true)
+}
+
+/// Why a track request from the remote was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    PayloadType(u8),
+    Kind(String),
+    SsrcInUse(u32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LocalState {
+    /// Awaiting the reply to this request id.
+    Pending(u64),
+    Accepted,
+}
+
+#[derive(Debug)]
+struct LocalTrack {
+    ssrc: u32,
+    mid: Mid,
+    codec: TrackCodec,
+    state: LocalState,
+    last_ext_seq: Option<u64>,
+    origin_report: Option<SenderReport>,
+    stats: TrackStats,
+    rate: RateWindow,
+}
+
+#[derive(Debug)]
+struct RemoteTrack {
+    ssrc: u32,
+    mid: Mid,
+    codec: TrackCodec,
+    last_rtp: Option<Instant>,
+    inactive: bool,
+    report: Option<SenderReport>,
+    stats: TrackStats,
+    rate: RateWindow,
+    first_seq: Option<u64>,
+    max_seq: u64,
+    /// Last relative transit time (RFC 3550 jitter), in clock units.
+    last_transit: Option<f64>,
+    first_arrival: Option<Instant>,
+    jitter: f64,
+    last_keyframe_request: Option<Instant>,
+    pending_keyframe: Option<KeyframeKind>,
+}
+
+/// Bit rate over the last full second.
+#[derive(Debug, Default)]
+struct RateWindow {
+    start: Option<Instant>,
+    bytes: u64,
+}
+
+impl RateWindow {
+    fn add(&mut self, now: Instant, bytes: usize, stats: &mut TrackStats) {
+        let start = *self.start.get_or_insert(now);
+        let span = now.saturating_duration_since(start);
+        if span >= Duration::from_secs(1) {
+            stats.bitrate = (self.bytes * 8 * 1_000_000) / span.as_micros().max(1) as u64;
+            self.start = Some(now);
+            self.bytes = 0;
+        }
+        self.bytes += bytes as u64;
+    }
+}
+
+/// Tracks of one peer, both directions.
+#[derive(Debug, Default)]
+pub(crate) struct Tracks {
+    next_id: u64,
+    next_mid: u64,
+    local: HashMap<TrackId, LocalTrack>,
+    remote: HashMap<TrackId, RemoteTrack>,
+    rx_by_ssrc: HashMap<u32, TrackId>,
+    rx_by_mid: HashMap<Mid, TrackId>,
+    tx_by_mid: HashMap<Mid, TrackId>,
+    requests: HashMap<u64, TrackId>,
+    ssrcs: HashSet<u32>,
+    /// An Instant paired with an origin NTP time, so that write wallclocks
+    /// follow the origin's clock (str0m's sender reports then keep the
+    /// origin's relation between tracks, with the NTP origin rebased).
+    anchor: Option<(Instant, u64)>,
+}
+
+impl Tracks {
+    fn new_mid(&mut self, prefix: char) -> Mid {
+        self.next_mid += 1;
+        Mid::from(format!("{prefix}{}", self.next_mid).as_str())
+    }
+
+    fn new_id(&mut self) -> TrackId {
+        self.next_id += 1;
+        TrackId(self.next_id)
+    }
+
+    /// A fresh SSRC, unused by any track of ours or the remote's.
+    pub(crate) fn new_ssrc(&mut self, rng: &mut fastrand::Rng) -> u32 {
+        loop {
+            let s = rng.u32(1..);
+            if !self.ssrcs.contains(&s) {
+                return s;
+            }
+        }
+    }
+
+    /// Declares a track of ours, pending the reply to `request`.
+    pub(crate) fn add_local(
+        &mut self,
+        rtc: &mut Rtc,
+        codec: TrackCodec,
+        ssrc: u32,
+        request: u64,
+        mid_prefix: char,
+    ) -> TrackId {
+        let id = self.new_id();
+        let mid = self.new_mid(mid_prefix);
+        let kind = media_kind(&codec);
+        let mut api = rtc.direct_api();
+        api.declare_media(mid, kind);
+        api.declare_stream_tx(Ssrc::from(ssrc), None, mid, None);
+        self.ssrcs.insert(ssrc);
+        self.tx_by_mid.insert(mid, id);
+        self.requests.insert(request, id);
+        self.local.insert(
+            id,
+            LocalTrack {
+                ssrc,
+                mid,
+                codec,
+                state: LocalState::Pending(request),
+                last_ext_seq: None,
+                origin_report: None,
+                stats: TrackStats::default(),
+                rate: RateWindow::default(),
+            },
+        );
+        id
+    }
+
+    /// The track a request id belongs to, if it was a track request.
+    pub(crate) fn take_request(&mut self, request: u64) -> Option<TrackId> {
+        self.requests.remove(&request)
+    }
+
+    /// The remote accepted our track: RTP may flow.
+    pub(crate) fn accepted(&mut self, id: TrackId) {
+        if let Some(t) = self.local.get_mut(&id) {
+            t.state = LocalState::Accepted;
+        }
+    }
+
+    /// Forgets a track of ours (refused, failed or removed).
+    pub(crate) fn drop_local(&mut self, rtc: &mut Rtc, id: TrackId) -> Option<u32> {
+        let t = self.local.remove(&id)?;
+        if let LocalState::Pending(req) = t.state {
+            self.requests.remove(&req);
+        }
+        self.tx_by_mid.remove(&t.mid);
+        self.ssrcs.remove(&t.ssrc);
+        rtc.direct_api().remove_media(t.mid);
+        Some(t.ssrc)
+    }
+
+    pub(crate) fn local_ssrc(&self, id: TrackId) -> Option<u32> {
+        self.local.get(&id).map(|t| t.ssrc)
+    }
+
+    pub(crate) fn is_local(&self, id: TrackId) -> bool {
+        self.local.contains_key(&id)
+    }
+
+    /// Sets up reception of a track the remote announced.
+    pub(crate) fn add_remote(
+        &mut self,
+        rtc: &mut Rtc,
+        ssrc: u32,
+        codec: TrackCodec,
+        suppress_nack: bool,
+        mid_prefix: char,
+    ) -> Result<TrackId, Refusal> {
+        if !payload_type_is_carried(codec.payload_type) {
+            return Err(Refusal::PayloadType(codec.payload_type));
+        }
+        if codec.kind().is_none() {
+            return Err(Refusal::Kind(codec.mime_type.clone()));
+        }
+        if ssrc == 0 || self.ssrcs.contains(&ssrc) {
+            return Err(Refusal::SsrcInUse(ssrc));
+        }
+        let id = self.new_id();
+        let mid = self.new_mid(mid_prefix);
+        let kind = media_kind(&codec);
+        let mut api = rtc.direct_api();
+        api.declare_media(mid, kind);
+        api.expect_stream_rx(Ssrc::from(ssrc), None, mid, None)
+            .suppress_nack(suppress_nack);
+        self.ssrcs.insert(ssrc);
+        self.rx_by_ssrc.insert(ssrc, id);
+        self.rx_by_mid.insert(mid, id);
+        self.remote.insert(
+            id,
+            RemoteTrack {
+                ssrc,
+                mid,
+                codec,
+                last_rtp: None,
+                inactive: false,
+                report: None,
+                stats: TrackStats::default(),
+                rate: RateWindow::default(),
+                first_seq: None,
+                max_seq: 0,
+                last_transit: None,
+                first_arrival: None,
+                jitter: 0.0,
+                last_keyframe_request: None,
+                pending_keyframe: None,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Forgets a remote track (removed by the remote).
+    pub(crate) fn drop_remote(&mut self, rtc: &mut Rtc, id: TrackId) -> bool {
+        let Some(t) = self.remote.remove(&id) else {
+            return false;
+        };
+        self.rx_by_ssrc.remove(&t.ssrc);
+        self.rx_by_mid.remove(&t.mid);
+        self.ssrcs.remove(&t.ssrc);
+        rtc.direct_api().remove_media(t.mid);
+        true
+    }
+
+    pub(crate) fn remote_by_ssrc(&self, ssrc: u32) -> Option<TrackId> {
+        self.rx_by_ssrc.get(&ssrc).copied()
+    }
+
+    pub(crate) fn remote_by_mid(&self, mid: Mid) -> Option<TrackId> {
+        self.rx_by_mid.get(&mid).copied()
+    }
+
+    pub(crate) fn remote_ssrc(&self, id: TrackId) -> Option<u32> {
+        self.remote.get(&id).map(|t| t.ssrc)
+    }
+
+    /// Writes one RTP packet of ours. The caller checked the payload type.
+    pub(crate) fn write(
+        &mut self,
+        rtc: &mut Rtc,
+        now: Instant,
+        id: TrackId,
+        pkt: RtpOut,
+    ) -> Result<(), crate::Error> {
+        let anchor = self.anchor;
+        let t = self.local.get_mut(&id).ok_or(crate::Error::UnknownTrack)?;
+        if t.state != LocalState::Accepted {
+            return Err(crate::Error::TrackNotAccepted);
+        }
+        // Extend the origin's 16-bit number from ROC 0 on this leg, so the
+        // receiver (which assumes ROC 0) decrypts a stream joined anywhere.
+        let ext = match t.last_ext_seq {
+            None => pkt.sequence_number as u64,
+            Some(prev) => extend_seq(prev, pkt.sequence_number),
+        };
+        if t.last_ext_seq.is_none_or(|p| ext > p) {
+            t.last_ext_seq = Some(ext);
+        }
+        let wallclock = match (anchor, t.origin_report) {
+            (Some((at, anchor_ntp)), Some(report)) => report
+                .ntp_of(pkt.timestamp, t.codec.clock_rate)
+                .and_then(|ntp| instant_of_ntp(at, anchor_ntp, ntp))
+                .unwrap_or(now),
+            _ => now,
+        };
+        let len = pkt.payload.len();
+        let mut api = rtc.direct_api();
+        let stream = api
+            .stream_tx(&Ssrc::from(t.ssrc))
+            .ok_or(crate::Error::UnknownTrack)?;
+        stream.write_rtp(
+            RtpWrite::new(
+                Pt::from(pkt.payload_type),
+                SeqNo::from(ext),
+                pkt.timestamp,
+                wallclock,
+                pkt.payload.to_vec(),
+            )
+            .marker(pkt.marker),
+        );
+        t.stats.packets += 1;
+        t.stats.bytes += len as u64;
+        t.rate.add(now, len, &mut t.stats);
+        Ok(())
+    }
+
+    /// Records the origin's latest sender report for a track of ours.
+    pub(crate) fn set_origin_report(
+        &mut self,
+        now: Instant,
+        id: TrackId,
+        report: SenderReport,
+    ) -> Result<u32, crate::Error> {
+        let t = self.local.get_mut(&id).ok_or(crate::Error::UnknownTrack)?;
+        t.origin_report = Some(report);
+        if self.anchor.is_none() {
+            self.anchor = Some((now, report.ntp));
+        }
+        Ok(t.ssrc)
+    }
+
+    /// A packet arrived on a remote track.
+    pub(crate) fn on_rtp(&mut self, pkt: str0m::rtp::RtpPacket) -> Option<Vec<crate::Event>> {
+        let ssrc: u32 = *pkt.header.ssrc;
+        let id = *self.rx_by_ssrc.get(&ssrc)?;
+        let t = self.remote.get_mut(&id)?;
+        let now = pkt.timestamp;
+        let mut out = Vec::new();
+        if t.inactive {
+            t.inactive = false;
+            out.push(crate::Event::TrackActive(id));
+        }
+        t.last_rtp = Some(now);
+        let ext = *pkt.seq_no;
+        let first = *t.first_seq.get_or_insert(ext);
+        if ext > t.max_seq || t.stats.packets == 0 {
+            t.max_seq = ext.max(t.max_seq);
+        }
+        t.stats.packets += 1;
+        t.stats.bytes += pkt.payload.len() as u64;
+        let expected = t.max_seq.saturating_sub(first) + 1;
+        t.stats.lost = expected.saturating_sub(t.stats.packets);
+        // RFC 3550 interarrival jitter, in clock units, on arrival times
+        // relative to the track's first packet.
+        let rate = t.codec.clock_rate.max(1) as f64;
+        let base = *t.first_arrival.get_or_insert(now);
+        let arrival_units = now.saturating_duration_since(base).as_secs_f64() * rate;
+        let transit = arrival_units - pkt.header.timestamp as f64;
+        if let Some(prev) = t.last_transit {
+            let mut d = transit - prev;
+            // Timestamps wrap at 2^32 units.
+            if d.abs() > 2f64.powi(31) {
+                d -= d.signum() * 2f64.powi(32);
+            }
+            t.jitter += (d.abs() - t.jitter) / 16.0;
+            t.stats.jitter = Duration::from_secs_f64((t.jitter / rate).max(0.0));
+        }
+        t.last_transit = Some(transit);
+        t.rate.add(now, pkt.payload.len(), &mut t.stats);
+        out.push(crate::Event::Rtp(Box::new(RtpIn {
+            track: id,
+            ssrc,
+            payload_type: *pkt.header.payload_type,
+            sequence_number: pkt.header.sequence_number,
+            extended_sequence_number: ext,
+            timestamp: pkt.header.timestamp,
+            marker: pkt.header.marker,
+            extensions: pkt.header.ext_vals.clone(),
+            payload: pkt.payload.clone(),
+            received: now,
+        })));
+        Some(out)
+    }
+
+    /// The remote asked for a keyframe on one of our tracks (str0m names
+    /// the mid; each track has its own).
+    pub(crate) fn on_keyframe_request(
+        &mut self,
+        mid: Mid,
+        kind: KeyframeRequestKind,
+    ) -> Option<crate::Event> {
+        let id = *self.tx_by_mid.get(&mid)?;
+        let t = self.local.get_mut(&id)?;
+        t.stats.keyframe_requests += 1;
+        let kind = match kind {
+            KeyframeRequestKind::Fir => KeyframeKind::Fir,
+            _ => KeyframeKind::Pli,
+        };
+        Some(crate::Event::KeyframeRequest { track: id, kind })
+    }
+
+    /// Asks for a keyframe on a remote track, at most once per `interval`;
+    /// requests within it are merged into one sent when it ends.
+    pub(crate) fn request_keyframe(
+        &mut self,
+        rtc: &mut Rtc,
+        now: Instant,
+        id: TrackId,
+        kind: KeyframeKind,
+        interval: Duration,
+        fir_allowed: bool,
+    ) -> Result<(), crate::Error> {
+        let t = self.remote.get_mut(&id).ok_or(crate::Error::UnknownTrack)?;
+        let kind = if fir_allowed { kind } else { KeyframeKind::Pli };
+        match t.last_keyframe_request {
+            Some(last) if now < last + interval => {
+                t.stats.keyframe_requests_merged += 1;
+                // FIR wins over PLI when both are waiting.
+                if t.pending_keyframe != Some(KeyframeKind::Fir) {
+                    t.pending_keyframe = Some(kind);
+                }
+            }
+            _ => send_keyframe_request(rtc, t, now, kind),
+        }
+        Ok(())
+    }
+
+    /// Records an in-band origin report for a remote track.
+    pub(crate) fn on_origin_report(&mut self, ssrc: u32, report: SenderReport) -> Option<TrackId> {
+        let id = *self.rx_by_ssrc.get(&ssrc)?;
+        self.remote.get_mut(&id)?.report = Some(report);
+        Some(id)
+    }
+
+    /// The origin NTP time of an RTP timestamp on a remote track.
+    pub(crate) fn ntp_of(&self, id: TrackId, rtp: u32) -> Option<u64> {
+        let t = self.remote.get(&id)?;
+        t.report?.ntp_of(rtp, t.codec.clock_rate)
+    }
+
+    pub(crate) fn stats(&self, id: TrackId) -> Option<TrackStats> {
+        self.local
+            .get(&id)
+            .map(|t| t.stats.clone())
+            .or_else(|| self.remote.get(&id).map(|t| t.stats.clone()))
+    }
+
+    /// The next time merged keyframe requests or inactivity need attention.
+    pub(crate) fn poll_timeout(
+        &self,
+        inactive_after: Option<Duration>,
+        interval: Duration,
+    ) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        for t in self.remote.values() {
+            let mut consider = |at: Instant| next = Some(next.map_or(at, |n| n.min(at)));
+            if t.pending_keyframe.is_some()
+                && let Some(last) = t.last_keyframe_request
+            {
+                consider(last + interval);
+            }
+            if let (Some(after), Some(last), false) = (inactive_after, t.last_rtp, t.inactive) {
+                consider(last + after);
+            }
+        }
+        next
+    }
+
+    /// Sends merged keyframe requests and reports tracks gone silent.
+    pub(crate) fn handle_timeout(
+        &mut self,
+        rtc: &mut Rtc,
+        now: Instant,
+        inactive_after: Option<Duration>,
+        interval: Duration,
+    ) -> Vec<crate::Event> {
+        let mut events = Vec::new();
+        let mut ids: Vec<TrackId> = self.remote.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let Some(t) = self.remote.get_mut(&id) else {
+                continue;
+            };
+            if let (Some(kind), Some(last)) = (t.pending_keyframe, t.last_keyframe_request)
+                && now >= last + interval
+            {
+                t.pending_keyframe = None;
+                send_keyframe_request(rtc, t, now, kind);
+            }
+            if let (Some(after), Some(last), false) = (inactive_after, t.last_rtp, t.inactive)
+                && now >= last + after
+            {
+                t.inactive = true;
+                events.push(crate::Event::TrackInactive(id));
+            }
+        }
+        events
+    }
+}
+
+fn send_keyframe_request(rtc: &mut Rtc, t: &mut RemoteTrack, now: Instant, kind: KeyframeKind) {
+    let kind = match kind {
+        KeyframeKind::Fir => KeyframeRequestKind::Fir,
+        KeyframeKind::Pli => KeyframeRequestKind::Pli,
+    };
+    if let Some(stream) = rtc.direct_api().stream_rx(&Ssrc::from(t.ssrc)) {
+        stream.request_keyframe(kind);
+        t.stats.keyframe_requests += 1;
+        t.last_keyframe_request = Some(now);
+    }
+}
+
+fn media_kind(codec: &TrackCodec) -> MediaKind {
+    match codec.kind() {
+        Some(TrackKind::Audio) => MediaKind::Audio,
+        _ => MediaKind::Video,
+    }
+}
+
+/// The extended sequence number nearest to `prev` whose low 16 bits are `seq`.
+fn extend_seq(prev: u64, seq: u16) -> u64 {
+    let base = prev & !0xffff;
+    let candidates = [base.wrapping_sub(0x1_0000), base, base + 0x1_0000];
+    candidates
+        .into_iter()
+        .map(|b| b | seq as u64)
+        .filter(|c| *c < (1 << 48))
+        .min_by_key(|c| c.abs_diff(prev))
+        .unwrap_or(seq as u64)
+}
+
+/// The Instant at which the origin's clock read `ntp`, given one pairing.
+fn instant_of_ntp(at: Instant, anchor_ntp: u64, ntp: u64) -> Option<Instant> {
+    let to_dur = |d: u64| Duration::from_nanos(((d as u128 * 1_000_000_000) >> 32) as u64);
+    if ntp >= anchor_ntp {
+        at.checked_add(to_dur(ntp - anchor_ntp))
+    } else {
+        at.checked_sub(to_dur(anchor_ntp - ntp))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_extend_across_wrap_and_back() {
+        assert_eq!(extend_seq(65_530, 65_535), 65_535);
+        assert_eq!(extend_seq(65_535, 2), 65_538);
+        assert_eq!(extend_seq(65_538, 65_534), 65_534);
+        assert_eq!(extend_seq(10, 65_535), 65_535);
+    }
+
+    #[test]
+    fn ntp_pairing_maps_to_instants() {
+        let at = Instant::now();
+        let one_sec = 1u64 << 32;
+        assert_eq!(
+            instant_of_ntp(at, 10 * one_sec, 11 * one_sec),
+            Some(at + Duration::from_secs(1))
+        );
+    }
+}

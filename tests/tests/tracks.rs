@@ -1,0 +1,817 @@
+//! Media tracks over the relay, on the simulated network.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use relay_proto::{
+    Error, Event, KeyframeKind, RequestError, RtpIn, RtpOut, SenderReport, TrackCodec, TrackId,
+    TrackMeta,
+};
+use relay_tests::{NetConfig, Pair, Side, config_for};
+
+fn connected(seed: u64, net: NetConfig) -> Pair {
+    let mut pair = Pair::with_net(seed, net);
+    pair.connect();
+    pair
+}
+
+/// Adds a track on `side` and drives until both ends agree it exists.
+/// Returns (sender's id, receiver's id).
+fn add_track(
+    pair: &mut Pair,
+    side: Side,
+    meta: TrackMeta,
+    codec: TrackCodec,
+) -> (TrackId, TrackId) {
+    let now = pair.now;
+    let id = pair
+        .peer(side)
+        .add_track(now, meta.clone(), codec.clone())
+        .unwrap();
+    pair.collect();
+    pair.drive_until(Duration::from_secs(3), |p| {
+        p.nodes[side as usize]
+            .log
+            .iter()
+            .any(|(_, e)| *e == Event::TrackAdded(id))
+    });
+    let remote = pair.nodes[side.other() as usize]
+        .log
+        .iter()
+        .rev()
+        .find_map(|(_, e)| match e {
+            Event::Track {
+                track,
+                meta: m,
+                codec: c,
+                ..
+            } if *m == meta => {
+                assert_eq!(*c, codec, "the codec arrives as signalled");
+                Some(*track)
+            }
+            _ => None,
+        })
+        .expect("remote saw the track");
+    (id, remote)
+}
+
+fn rtp_on(pair: &Pair, side: Side, track: TrackId) -> Vec<RtpIn> {
+    pair.nodes[side as usize]
+        .log
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::Rtp(p) if p.track == track => Some((**p).clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn packet(pt: u8, seq: u16, ts: u32, marker: bool, payload: Vec<u8>) -> RtpOut {
+    RtpOut {
+        payload_type: pt,
+        sequence_number: seq,
+        timestamp: ts,
+        marker,
+        payload: Bytes::from(payload),
+    }
+}
+
+/// A 30 fps video track with a keyframe every 2 s (8 packets) and 2 packets
+/// per other frame, 1,100 bytes each, plus a 20 ms Opus track, for `secs`.
+/// Returns what was written per track.
+fn run_av(
+    pair: &mut Pair,
+    video: TrackId,
+    audio: TrackId,
+    secs: u64,
+) -> (Vec<RtpOut>, Vec<RtpOut>) {
+    let mut sched: Vec<(Duration, bool, RtpOut)> = Vec::new();
+    let mut vseq: u16 = 1000;
+    for frame in 0..(secs * 30) {
+        let at = Duration::from_micros(frame * 33_333);
+        let n = if frame % 60 == 0 { 8 } else { 2 };
+        for i in 0..n {
+            let body: Vec<u8> = (0..1100)
+                .map(|b| ((frame as usize + i + b) % 251) as u8)
+                .collect();
+            sched.push((
+                at,
+                true,
+                packet(96, vseq, (frame * 3000) as u32, i == n - 1, body),
+            ));
+            vseq = vseq.wrapping_add(1);
+        }
+    }
+    for n in 0..(secs * 50) {
+        let at = Duration::from_millis(n * 20);
+        let body: Vec<u8> = (0..160)
+            .map(|b| ((n as usize * 7 + b) % 251) as u8)
+            .collect();
+        sched.push((
+            at,
+            false,
+            packet(111, n as u16, (n * 960) as u32, false, body),
+        ));
+    }
+    sched.sort_by_key(|(at, video, _)| (*at, !*video));
+    let start = pair.elapsed();
+    let (mut vs, mut aus) = (Vec::new(), Vec::new());
+    for (at, is_video, pkt) in sched {
+        let target = start + at;
+        if target > pair.elapsed() {
+            pair.drive_for(target - pair.elapsed());
+        }
+        let now = pair.now;
+        let track = if is_video { video } else { audio };
+        pair.peer(Side::A)
+            .write_rtp(now, track, pkt.clone())
+            .unwrap();
+        pair.collect();
+        if is_video {
+            vs.push(pkt)
+        } else {
+            aus.push(pkt)
+        }
+    }
+    pair.drive_for(Duration::from_millis(500));
+    (vs, aus)
+}
+
+#[test]
+fn thirty_seconds_of_video_and_audio_cross_intact() {
+    let mut pair = connected(1, NetConfig::rtt(Duration::from_millis(20)));
+    let (v_tx, v_rx) = add_track(
+        &mut pair,
+        Side::A,
+        TrackMeta::new("s", "video"),
+        TrackCodec::vp8(96),
+    );
+    let (a_tx, a_rx) = add_track(
+        &mut pair,
+        Side::A,
+        TrackMeta::new("s", "audio"),
+        TrackCodec::opus(111),
+    );
+    let (sent_v, sent_a) = run_av(&mut pair, v_tx, a_tx, 30);
+    for (sent, rx) in [(&sent_v, v_rx), (&sent_a, a_rx)] {
+        let got = rtp_on(&pair, Side::B, rx);
+        assert_eq!(got.len(), sent.len(), "every packet delivered");
+        for (s, g) in sent.iter().zip(&got) {
+            assert_eq!(g.sequence_number, s.sequence_number);
+            assert_eq!(g.timestamp, s.timestamp);
+            assert_eq!(g.marker, s.marker);
+            assert_eq!(g.payload_type, s.payload_type);
+            assert_eq!(&g.payload[..], &s.payload[..]);
+        }
+    }
+    let stats = pair.peer(Side::B).track_stats(v_rx).unwrap();
+    println!(
+        "video: {} packets sent, {} received, {} lost, bitrate {} bit/s, jitter {:?}",
+        sent_v.len(),
+        stats.packets,
+        stats.lost,
+        stats.bitrate,
+        stats.jitter
+    );
+    assert_eq!(stats.lost, 0);
+    assert!(stats.bitrate > 500_000, "{}", stats.bitrate);
+    let tx = pair.peer(Side::A).track_stats(v_tx).unwrap();
+    assert_eq!(tx.packets, sent_v.len() as u64);
+}
+
+#[test]
+fn under_three_percent_loss_the_losses_are_counted() {
+    // No retransmission on the relay leg yet: what is lost stays lost, and
+    // the receiver's stats say how much. No jitter: str0m drops packets
+    // that arrive before a stream's first packet in sequence order, so
+    // reordering right at the start would lose more than the link does.
+    let net = NetConfig {
+        latency: Duration::from_millis(10),
+        jitter: Duration::ZERO,
+        loss: 0.03,
+        duplicate: 0.0,
+    };
+    let mut pair = connected(2, net);
+    let (v_tx, v_rx) = add_track(
+        &mut pair,
+        Side::A,
+        TrackMeta::new("s", "video"),
+        TrackCodec::vp8(96),
+    );
+    let (a_tx, _a_rx) = add_track(
+        &mut pair,
+        Side::A,
+        TrackMeta::new("s", "audio"),
+        TrackCodec::opus(111),
+    );
+    let (sent_v, _) = run_av(&mut pair, v_tx, a_tx, 10);
+    let got = rtp_on(&pair, Side::B, v_rx);
+    let stats = pair.peer(Side::B).track_stats(v_rx).unwrap();
+    let ratio = got.len() as f64 / sent_v.len() as f64;
+    println!(
+        "3 % loss: {:.2} % delivered, {} counted lost",
+        ratio * 100.0,
+        stats.lost
+    );
+    assert!(ratio > 0.93 && ratio < 1.0, "{ratio}");
+    let missing = sent_v.len() as u64 - got.len() as u64;
+    // The last packets' losses are invisible until a later one arrives.
+    assert!(
+        stats.lost <= missing && stats.lost + 3 >= missing,
+        "{} vs {missing}",
+        stats.lost
+    );
+}
+
+#[test]
+fn any_carried_payload_type_and_a_stream_joined_at_65530_cross_unchanged() {
+    let mut pair = connected(3, NetConfig::rtt(Duration::from_millis(10)));
+    let mut codec = TrackCodec::vp8(123);
+    codec.mime_type = "video/H264".into();
+    let (tx, rx) = add_track(&mut pair, Side::A, TrackMeta::new("s", "pt123"), codec);
+    let seqs: Vec<u16> = vec![65_530, 65_531, 65_533, 65_535, 0, 1, 5, 6];
+    for (i, seq) in seqs.iter().enumerate() {
+        let now = pair.now;
+        pair.peer(Side::A)
+            .write_rtp(
+                now,
+                tx,
+                packet(
+                    123,
+                    *seq,
+                    1000 + i as u32 * 3000,
+                    i % 2 == 0,
+                    vec![i as u8; 50],
+                ),
+            )
+            .unwrap();
+        pair.collect();
+        pair.drive_for(Duration::from_millis(10));
+    }
+    pair.drive_for(Duration::from_millis(100));
+    let got = rtp_on(&pair, Side::B, rx);
+    assert_eq!(
+        got.iter().map(|p| p.sequence_number).collect::<Vec<_>>(),
+        seqs
+    );
+    assert!(got.iter().all(|p| p.payload_type == 123));
+    assert_eq!(got[4].extended_sequence_number, 65_536, "rolled over");
+    let stats = pair.peer(Side::B).track_stats(rx).unwrap();
+    assert_eq!(stats.lost, 5, "the origin's gaps are seen as they were");
+    // Static payload types too.
+    let (tx0, rx0) = add_track(
+        &mut pair,
+        Side::A,
+        TrackMeta::new("s", "pcmu"),
+        TrackCodec {
+            mime_type: "audio/PCMU".into(),
+            clock_rate: 8000,
+            channels: 1,
+            ..TrackCodec::opus(0)
+        },
+    );
+    let now = pair.now;
+    pair.peer(Side::A)
+        .write_rtp(now, tx0, packet(0, 7, 160, false, vec![0xff; 160]))
+        .unwrap();
+    pair.collect();
+    pair.drive_for(Duration::from_millis(50));
+    assert_eq!(rtp_on(&pair, Side::B, rx0).len(), 1);
+}
+
+#[test]
+fn payload_types_that_collide_with_rtcp_are_refused() {
+    let mut pair = connected(4, NetConfig::ideal());
+    let now = pair.now;
+    for pt in [64u8, 72, 95, 128, 200] {
+        let err = pair
+            .peer(Side::A)
+            .add_track(now, TrackMeta::new("s", "bad"), TrackCodec::vp8(pt))
+            .unwrap_err();
+        assert!(matches!(err, Error::PayloadType(p) if p == pt), "{err}");
+        println!("{err}");
+    }
+    let (tx, _) = add_track(
+        &mut pair,
+        Side::A,
+        TrackMeta::new("s", "v"),
+        TrackCodec::vp8(96),
+    );
+    let now = pair.now;
+    assert!(matches!(
+        pair.peer(Side::A)
+            .write_rtp(now, tx, packet(80, 1, 1, false, vec![1])),
+        Err(Error::PayloadType(80))
+    ));
+    let bad_mime = TrackCodec {
+        mime_type: "text/plain".into(),
+        ..TrackCodec::vp8(96)
+    };
+    assert!(matches!(
+        pair.peer(Side::A)
+            .add_track(now, TrackMeta::new("s", "t"), bad_mime),
+        Err(Error::MimeType(_))
+    ));
+}
+
+#[test]
+fn rtp_before_the_remote_accepts_is_refused() {
+    let mut pair = connected(5, NetConfig::rtt(Duration::from_millis(20)));
+    let now = pair.now;
+    let id = pair
+        .peer(Side::A)
+        .add_track(now, TrackMeta::new("s", "v"), TrackCodec::vp8(96))
+        .unwrap();
+    assert!(matches!(
+        pair.peer(Side::A)
+            .write_rtp(now, id, packet(96, 1, 1, false, vec![1])),
+        Err(Error::TrackNotAccepted)
+    ));
+    pair.collect();
+    pair.drive_until(Duration::from_secs(1), |p| {
+        p.nodes[0]
+            .log
+            .iter()
+            .any(|(_, e)| *e == Event::TrackAdded(id))
+    });
+    let now = pair.now;
+    pair.peer(Side::A)
+        .write_rtp(now, id, packet(96, 1, 1, false, vec![1]))
+        .unwrap();
+}
+
+#[test]
+fn the_track_event_comes_before_its_rtp_and_after_ready() {
+    let mut pair = connected(6, NetConfig::rtt(Duration::from_millis(20)));
+    let (tx, rx) = add_track(
+        &mut pair,
+        Side::B,
+        TrackMeta::new("s", "v"),
+        TrackCodec::vp8(96),
+    );
+    let now = pair.now;
+    pair.peer(Side::B)
+        .write_rtp(now, tx, packet(96, 1, 1, true, vec![1; 10]))
+        .unwrap();
+    pair.collect();
+    pair.drive_for(Duration::from_millis(100));
+    let log = &pair.nodes[0].log;
+    let ready = log.iter().position(|(_, e)| *e == Event::Ready).unwrap();
+    let track = log
+        .iter()
+        .position(|(_, e)| matches!(e, Event::Track { track, .. } if *track == rx))
+        .unwrap();
+    let rtp = log
+        .iter()
+        .position(|(_, e)| matches!(e, Event::Rtp(p) if p.track == rx))
+        .unwrap();
+    assert!(ready < track && track < rtp);
+}
+
+#[test]
+fn an_unanswered_track_fails_after_its_timeout() {
+    let mut pair = connected(7, NetConfig::rtt(Duration::from_millis(10)));
+    pair.partitioned = true;
+    let now = pair.now;
+    let id = pair
+        .peer(Side::A)
+        .add_track(now, TrackMeta::new("s", "v"), TrackCodec::vp8(96))
+        .unwrap();
+    pair.collect();
+    let start = pair.elapsed();
+    pair.drive_until(Duration::from_secs(5), |p| {
+        p.nodes[0]
+            .log
+            .iter()
+            .any(|(_, e)| matches!(e, Event::TrackFailed { .. }))
+    });
+    let took = pair.elapsed() - start;
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_millis(2100),
+        "{took:?}"
+    );
+    assert!(pair.nodes[0].log.iter().any(|(_, e)| *e
+        == Event::TrackFailed {
+            track: id,
+            reason: RequestError::TimedOut
+        }));
+    let now = pair.now;
+    assert!(matches!(
+        pair.peer(Side::A)
+            .write_rtp(now, id, packet(96, 1, 1, false, vec![1])),
+        Err(Error::UnknownTrack)
+    ));
+}
+
+#[test]
+fn keyframe_requests_reach_the_sender_and_are_merged() {
+    let mut pair = connected(8, NetConfig::rtt(Duration::from_millis(20)));
+    let (tx, rx) = add_track(
+        &mut pair,
+        Side::A,
+        TrackMeta::new("s", "v"),
+        TrackCodec::vp8(96),
+    );
+    let now = pair.now;
+    pair.peer(Side::A)
+        .write_rtp(now, tx, packet(96, 1, 1, true, vec![1; 10]))
+        .unwrap();
+    pair.collect();
+    pair.drive_for(Duration::from_millis(50));
+    let asked_at = pair.elapsed();
+    for _ in 0..10 {
+        let now = pair.now;
+        pair.peer(Side::B)
+            .request_keyframe(now, rx, KeyframeKind::Pli)
+            .unwrap();
+        pair.collect();
+        pair.drive_for(Duration::from_millis(10));
+    }
+    pair.drive_for(Duration::from_secs(1));
+    let got: Vec<_> = pair.nodes[0]
+        .log
+        .iter()
+        .filter_map(|(t, e)| match e {
+            Event::KeyframeRequest { track, kind } if *track == tx => Some((*t, *kind)),
+            _ => None,
+        })
+        .collect();
+    println!(
+        "10 requests over 100 ms arrived as {} at {:?}",
+        got.len(),
+        got.iter().map(|(t, _)| *t - asked_at).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        got.len(),
+        2,
+        "one at once, the merged rest once the interval ends"
+    );
+    assert!(got[0].0 - asked_at < Duration::from_millis(30));
+    assert!(got[1].0 - asked_at >= Duration::from_millis(500));
+    let rx_stats = pair.peer(Side::B).track_stats(rx).unwrap();
+    assert_eq!(rx_stats.keyframe_requests, 2);
+    assert_eq!(rx_stats.keyframe_requests_merged, 9);
+    assert_eq!(
+        pair.peer(Side::A)
+            .track_stats(tx)
+            .unwrap()
+            .keyframe_requests,
+        2
+    );
+    // FIR crosses as FIR between our peers.
+    pair.drive_for(Duration::from_secs(1));
+    let now = pair.now;
+    pair.peer(Side::B)
+        .request_keyframe(now, rx, KeyframeKind::Fir)
+        .unwrap();
+    pair.collect();
+    pair.drive_for(Duration::from_millis(100));
+    assert!(matches!(
+        pair.nodes[0].log.last().unwrap().1,
+        Event::KeyframeRequest {
+            kind: KeyframeKind::Fir,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_hundred_tracks_added_from_both_sides_at_once_all_flow() {
+    let mut pair = connected(9, NetConfig::rtt(Duration::from_millis(20)));
+    let now = pair.now;
+    let mut ours: HashMap<Side, Vec<TrackId>> = HashMap::new();
+    for i in 0..50 {
+        for side in [Side::A, Side::B] {
+            let codec = if i % 2 == 0 {
+                TrackCodec::vp8(96)
+            } else {
+                TrackCodec::opus(111)
+            };
+            let meta = TrackMeta::new(format!("{side:?}"), format!("t{i}"));
+            let id = pair.peer(side).add_track(now, meta, codec).unwrap();
+            ours.entry(side).or_default().push(id);
+        }
+    }
+    pair.collect();
+    pair.drive_until(Duration::from_secs(3), |p| {
+        p.nodes.iter().all(|n| {
+            n.log
+                .iter()
+                .filter(|(_, e)| matches!(e, Event::TrackAdded(_)))
+                .count()
+                == 50
+        })
+    });
+    let added_at = pair.elapsed();
+    for round in 0..5u16 {
+        for side in [Side::A, Side::B] {
+            for (i, id) in ours[&side].clone().into_iter().enumerate() {
+                let now = pair.now;
+                let pt = if i % 2 == 0 { 96 } else { 111 };
+                pair.peer(side)
+                    .write_rtp(
+                        now,
+                        id,
+                        packet(pt, round, round as u32 * 100, false, vec![i as u8; 200]),
+                    )
+                    .unwrap();
+            }
+        }
+        pair.collect();
+        pair.drive_for(Duration::from_millis(20));
+    }
+    pair.drive_for(Duration::from_millis(200));
+    for side in [Side::A, Side::B] {
+        let tracks: Vec<TrackId> = pair.nodes[side as usize]
+            .log
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Event::Track { track, .. } => Some(*track),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(tracks.len(), 50);
+        for t in tracks {
+            assert_eq!(rtp_on(&pair, side, t).len(), 5, "{side:?} track {t:?}");
+        }
+    }
+    println!("100 tracks accepted {added_at:?} after the adds (20 ms RTT)");
+}
+
+#[test]
+fn a_removed_track_ends_at_once_on_the_remote() {
+    let mut pair = connected(10, NetConfig::rtt(Duration::from_millis(20)));
+    let (tx, rx) = add_track(
+        &mut pair,
+        Side::A,
+        TrackMeta::new("s", "v"),
+        TrackCodec::vp8(96),
+    );
+    pair.peer(Side::A).remove_track(tx).unwrap();
+    pair.collect();
+    let at = pair.elapsed();
+    pair.drive_until(Duration::from_secs(1), |p| {
+        p.nodes[1]
+            .log
+            .iter()
+            .any(|(_, e)| *e == Event::TrackRemoved(rx))
+    });
+    assert!(pair.elapsed() - at <= Duration::from_millis(15));
+    let now = pair.now;
+    assert!(matches!(
+        pair.peer(Side::A)
+            .write_rtp(now, tx, packet(96, 1, 1, false, vec![1])),
+        Err(Error::UnknownTrack)
+    ));
+    assert!(matches!(
+        pair.peer(Side::B)
+            .request_keyframe(now, rx, KeyframeKind::Pli),
+        Err(Error::UnknownTrack)
+    ));
+}
+
+#[test]
+fn a_silent_track_is_reported_inactive_and_active_again() {
+    let mut pair = connected(11, NetConfig::rtt(Duration::from_millis(10)));
+    let (tx, rx) = add_track(
+        &mut pair,
+        Side::A,
+        TrackMeta::new("s", "v"),
+        TrackCodec::vp8(96),
+    );
+    let now = pair.now;
+    pair.peer(Side::A)
+        .write_rtp(now, tx, packet(96, 1, 1, false, vec![1]))
+        .unwrap();
+    pair.collect();
+    let sent = pair.elapsed();
+    pair.drive_until(Duration::from_secs(10), |p| {
+        p.nodes[1]
+            .log
+            .iter()
+            .any(|(_, e)| *e == Event::TrackInactive(rx))
+    });
+    let after = pair.elapsed() - sent;
+    assert!(
+        after >= Duration::from_secs(5) && after < Duration::from_millis(5100),
+        "{after:?}"
+    );
+    let now = pair.now;
+    pair.peer(Side::A)
+        .write_rtp(now, tx, packet(96, 2, 2, false, vec![1]))
+        .unwrap();
+    pair.collect();
+    pair.drive_for(Duration::from_millis(50));
+    let log = &pair.nodes[1].log;
+    let active = log
+        .iter()
+        .position(|(_, e)| *e == Event::TrackActive(rx))
+        .unwrap();
+    assert!(matches!(&log[active + 1].1, Event::Rtp(p) if p.sequence_number == 2));
+}
+
+#[test]
+fn lip_sync_survives_the_hop() {
+    let mut pair = connected(12, NetConfig::rtt(Duration::from_millis(30)));
+    let (v_tx, v_rx) = add_track(
+        &mut pair,
+        Side::A,
+        TrackMeta::new("s", "v"),
+        TrackCodec::vp8(96),
+    );
+    let (a_tx, a_rx) = add_track(
+        &mut pair,
+        Side::A,
+        TrackMeta::new("s", "a"),
+        TrackCodec::opus(111),
+    );
+    // The origin's clock: both tracks started at unrelated RTP offsets.
+    let origin_ntp0: u64 = (3_900_000_000u64 << 32) | (1 << 31); // x.5 s
+    let v_base: u32 = 4_000_000_000;
+    let a_base: u32 = 123_456;
+    let ntp_at = |secs: f64| origin_ntp0 + (secs * 4_294_967_296.0) as u64;
+    let now = pair.now;
+    pair.peer(Side::A)
+        .set_origin_sender_report(
+            now,
+            v_tx,
+            SenderReport {
+                ntp: ntp_at(0.0),
+                rtp: v_base,
+            },
+        )
+        .unwrap();
+    pair.peer(Side::A)
+        .set_origin_sender_report(
+            now,
+            a_tx,
+            SenderReport {
+                ntp: ntp_at(0.0),
+                rtp: a_base,
+            },
+        )
+        .unwrap();
+    pair.collect();
+    pair.drive_for(Duration::from_millis(100));
+    // Sample instants of the origin's timeline, 0.1 s to 20 s.
+    for k in 1..200u32 {
+        let secs = k as f64 * 0.1;
+        let v_rtp = v_base.wrapping_add((secs * 90_000.0) as u32);
+        let a_rtp = a_base.wrapping_add((secs * 48_000.0) as u32);
+        let v = pair
+            .peer(Side::B)
+            .origin_ntp_time(v_rx, v_rtp)
+            .expect("video mapped");
+        let a = pair
+            .peer(Side::B)
+            .origin_ntp_time(a_rx, a_rtp)
+            .expect("audio mapped");
+        let truth = ntp_at(secs);
+        let err = |x: u64| (x as i128 - truth as i128).abs() as f64 / 4_294_967_296.0;
+        assert!(
+            err(v) < 0.001 && err(a) < 0.001,
+            "at {secs}s: video off by {}s, audio by {}s",
+            err(v),
+            err(a)
+        );
+    }
+    let reports = pair.nodes[1]
+        .log
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::SenderReport { origin: true, .. }))
+        .count();
+    assert_eq!(reports, 2);
+}
+
+#[test]
+fn against_a_base_peer_no_extension_is_used_and_tracks_still_cross() {
+    let mut b = config_for(Side::B);
+    b.announce_extensions = false;
+    let mut pair = relay_tests::Pair::new(
+        13,
+        NetConfig::rtt(Duration::from_millis(10)),
+        config_for(Side::A),
+        b,
+    );
+    pair.connect();
+    assert!(
+        !pair
+            .peer(Side::A)
+            .feature_enabled(relay_proto::FEATURE_TRACK_REMOVE)
+    );
+    let (tx, rx) = add_track(
+        &mut pair,
+        Side::A,
+        TrackMeta::new("s", "v"),
+        TrackCodec::vp8(96),
+    );
+    let now = pair.now;
+    pair.peer(Side::A)
+        .set_origin_sender_report(
+            now,
+            tx,
+            SenderReport {
+                ntp: 1 << 40,
+                rtp: 5,
+            },
+        )
+        .unwrap();
+    pair.peer(Side::A)
+        .write_rtp(now, tx, packet(96, 9, 9, true, vec![9; 100]))
+        .unwrap();
+    pair.collect();
+    pair.drive_for(Duration::from_millis(50));
+    let now = pair.now;
+    pair.peer(Side::B)
+        .request_keyframe(now, rx, KeyframeKind::Fir)
+        .unwrap();
+    pair.collect();
+    pair.drive_for(Duration::from_millis(100));
+    pair.peer(Side::A).remove_track(tx).unwrap();
+    pair.collect();
+    pair.drive_for(Duration::from_secs(1));
+    assert_eq!(rtp_on(&pair, Side::B, rx).len(), 1);
+    // The base side never saw one of our extension messages (it would have
+    // surfaced them as plain requests), nor a removal, nor an origin report.
+    for (_, e) in &pair.nodes[1].log {
+        match e {
+            Event::Request(r) => panic!("base peer got {:?}", r.event),
+            Event::TrackRemoved(_) | Event::SenderReport { origin: true, .. } => panic!("{e:?}"),
+            _ => {}
+        }
+    }
+    // FIR is sent as PLI to a base peer.
+    assert!(pair.nodes[0].log.iter().any(|(_, e)| matches!(
+        e,
+        Event::KeyframeRequest {
+            kind: KeyframeKind::Pli,
+            ..
+        }
+    )));
+    assert!(!pair.nodes[0].log.iter().any(|(_, e)| matches!(
+        e,
+        Event::KeyframeRequest {
+            kind: KeyframeKind::Fir,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn our_track_signal_has_the_fixtures_shape() {
+    use relay_proto::wire::TrackSignal;
+    let path = format!(
+        "{}/fixtures/ion-sfu-wire/track-signal.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let fixture = std::fs::read(path).unwrap();
+    let theirs = TrackSignal::decode(&fixture).unwrap();
+    let ours = TrackSignal::new(
+        theirs.encodings.ssrc,
+        theirs.track_info.stream_id.clone(),
+        theirs.track_info.track_id.clone(),
+        theirs.track_info.codec_parameters.clone(),
+    );
+    assert_eq!(ours, theirs);
+    assert_eq!(ours.encode(), fixture.trim_ascii_end());
+}
+
+#[test]
+fn a_bad_track_signal_from_the_remote_is_refused_and_counted() {
+    let mut pair = connected(14, NetConfig::rtt(Duration::from_millis(10)));
+    let bad_pt = br#"{"encodings":{"rid":"","ssrc":77,"payloadType":72,"rtx":{"ssrc":0}},"iceParameters":{"usernameFragment":"","password":"","iceLite":false},"dtlsParameters":{"role":0,"fingerprints":null},"trackInfo":{"streamId":"s","trackId":"t","codecParameters":{"MimeType":"video/VP8","ClockRate":90000,"Channels":0,"SDPFmtpLine":"","RTCPFeedback":null,"PayloadType":72}}}"#;
+    let now = pair.now;
+    let id = pair
+        .peer(Side::A)
+        .request(
+            now,
+            "ion_relay_request",
+            Some(Bytes::from_static(bad_pt)),
+            Some(Duration::from_millis(500)),
+        )
+        .unwrap();
+    let _junk = pair
+        .peer(Side::A)
+        .request(
+            now,
+            "ion_relay_request",
+            Some(Bytes::from_static(b"{nope")),
+            Some(Duration::from_millis(500)),
+        )
+        .unwrap();
+    pair.collect();
+    pair.drive_for(Duration::from_secs(1));
+    assert!(pair.nodes[0].log.iter().any(|(_, e)| *e
+        == Event::RequestFailed {
+            id,
+            reason: RequestError::TimedOut
+        }));
+    assert!(
+        !pair.nodes[1]
+            .log
+            .iter()
+            .any(|(_, e)| matches!(e, Event::Track { .. } | Event::Request(_)))
+    );
+    assert_eq!(pair.peer(Side::B).stats().drops.refused_tracks, 2);
+}
