@@ -43,9 +43,43 @@ fn both_sides_ready_at_50ms_rtt() {
     let mut pair = Pair::with_net(2, NetConfig::rtt(Duration::from_millis(50)));
     let (a, b) = pair.connect();
     println!("50 ms RTT: A ready after {a:?}, B ready after {b:?}");
-    // ICE (1 RTT), DTLS 1.3 (about 1.5 RTT), SCTP (2 RTT), DCEP (0.5 RTT).
-    assert!(a <= Duration::from_millis(400), "A took {a:?}");
+    // With fast setup: ICE (1 RTT) and DTLS 1.2 (2 RTT); no SCTP handshake,
+    // no DCEP round trip.
+    assert!(
+        pair.peer(Side::A)
+            .feature_enabled(relay_proto::FEATURE_FAST_SETUP)
+    );
+    assert!(
+        pair.peer(Side::B)
+            .feature_enabled(relay_proto::FEATURE_FAST_SETUP)
+    );
+    assert!(a <= Duration::from_millis(200), "A took {a:?}");
+    assert!(b <= Duration::from_millis(200), "B took {b:?}");
+}
+
+#[test]
+fn toward_a_base_peer_setup_takes_the_full_handshakes() {
+    let mut b = config_for(Side::B);
+    b.announce_extensions = false;
+    let mut pair = Pair::new(
+        21,
+        NetConfig::rtt(Duration::from_millis(50)),
+        config_for(Side::A),
+        b,
+    );
+    let (a, b) = pair.connect();
+    println!("50 ms RTT, base answerer: A ready after {a:?}, B ready after {b:?}");
+    // ICE, DTLS, the SCTP handshake (2 RTT) and DCEP.
+    assert!(
+        a > Duration::from_millis(200) && a <= Duration::from_millis(400),
+        "A took {a:?}"
+    );
     assert!(b <= Duration::from_millis(400), "B took {b:?}");
+    assert!(
+        !pair
+            .peer(Side::A)
+            .feature_enabled(relay_proto::FEATURE_FAST_SETUP)
+    );
 }
 
 #[test]

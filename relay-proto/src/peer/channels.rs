@@ -110,6 +110,41 @@ impl Peer {
         self.channels.get(&id.0).map(|c| c.label.as_str())
     }
 
+    /// Ready once the signalling channel is open and DTLS is up. With a
+    /// pre-negotiated channel (fast setup) str0m reports it open before the
+    /// connection exists, so both are awaited.
+    pub(super) fn maybe_ready(&mut self) {
+        if self.state == PeerState::Ready
+            || self.state == PeerState::Closed
+            || !self.signal_channel_open
+            || !self.dtls_connected
+        {
+            return;
+        }
+        let Some(rtc_id) = self.signal_id else {
+            return;
+        };
+        self.signal_open = true;
+        self.state = PeerState::Ready;
+        self.connect_deadline = None;
+        if let Some(mut ch) = self.rtc.channel(rtc_id) {
+            ch.set_buffered_amount_low_threshold(64 * 1024);
+        }
+        info!(peer = %self.meta.peer_id, "ready");
+        self.events.push_back(Event::Ready);
+        self.events.extend(self.pre_ready.drain(..));
+        let mut waiting: Vec<u64> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| c.rtc_id.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        waiting.sort_unstable();
+        for id in waiting {
+            self.open_channel_now(id);
+        }
+    }
+
     pub(super) fn on_channel_open(&mut self, rtc_id: RtcChannelId, label: String) {
         if self.state == PeerState::Closed {
             return;
@@ -122,26 +157,8 @@ impl Peer {
         };
         if is_signal {
             self.signal_id = Some(rtc_id);
-            self.signal_open = true;
-            self.state = PeerState::Ready;
-            self.connect_deadline = None;
-            if let Some(mut ch) = self.rtc.channel(rtc_id) {
-                ch.set_buffered_amount_low_threshold(64 * 1024);
-            }
-            info!(peer = %self.meta.peer_id, "ready");
-            self.events.push_back(Event::Ready);
-            self.events.extend(self.pre_ready.drain(..));
-            let waiting: Vec<u64> = self
-                .channels
-                .iter()
-                .filter(|(_, c)| c.rtc_id.is_none())
-                .map(|(id, _)| *id)
-                .collect();
-            let mut waiting = waiting;
-            waiting.sort_unstable();
-            for id in waiting {
-                self.open_channel_now(id);
-            }
+            self.signal_channel_open = true;
+            self.maybe_ready();
             return;
         }
         let id = match self.by_rtc_id.get(&rtc_id) {

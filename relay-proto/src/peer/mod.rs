@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use str0m::channel::{ChannelConfig, ChannelId as RtcChannelId, Reliability as RtcReliability};
+use str0m::channel::{
+    ChannelConfig, ChannelId as RtcChannelId, Reliability as RtcReliability, SctpInitData,
+};
 use str0m::ice::IceCreds;
 use str0m::net::{Protocol, Receive};
 use str0m::{
@@ -44,7 +46,18 @@ pub const EXTENSION_VERSION: u32 = 1;
 
 /// Extension features this build implements, announced in offer/answer
 /// (wire forms in `docs/protocol.md`).
-pub const FEATURES: &[&str] = &[FEATURE_TRACK_REMOVE, FEATURE_SENDER_REPORT, FEATURE_FIR];
+pub const FEATURES: &[&str] = &[
+    FEATURE_FAST_SETUP,
+    FEATURE_TRACK_REMOVE,
+    FEATURE_SENDER_REPORT,
+    FEATURE_FIR,
+];
+
+/// Feature: SCTP starts from INIT chunks exchanged in offer and answer, and
+/// the signalling channel is pre-negotiated on a fixed stream (no DCEP).
+pub const FEATURE_FAST_SETUP: &str = "fast-setup";
+/// SCTP stream of the signalling channel with fast setup.
+const SIGNAL_STREAM_FAST: u16 = 0;
 
 /// Feature: the remote learns at once that a track was removed.
 pub const FEATURE_TRACK_REMOVE: &str = "track-remove";
@@ -163,7 +176,12 @@ pub struct Peer {
     signalled: bool,
     /// str0m's id of the signalling channel, once created or seen.
     signal_id: Option<RtcChannelId>,
+    /// The signalling channel is open and the peer is Ready: messages flow.
     signal_open: bool,
+    /// str0m reported the signalling channel open.
+    signal_channel_open: bool,
+    /// str0m reported ICE and DTLS up.
+    dtls_connected: bool,
     send_queue: VecDeque<Vec<u8>>,
     send_queue_bytes: usize,
     joiner: Joiner,
@@ -182,6 +200,9 @@ pub struct Peer {
     stats: Stats,
     tracks: Tracks,
     ssrc_rng: fastrand::Rng,
+    /// Our SCTP INIT, made for the offer, until the answer says whether it
+    /// is used (fast setup).
+    snap: Option<SctpInitData>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -249,6 +270,8 @@ impl Peer {
             signalled: false,
             signal_id: None,
             signal_open: false,
+            signal_channel_open: false,
+            dtls_connected: false,
             send_queue: VecDeque::new(),
             send_queue_bytes: 0,
             joiner: Joiner::default(),
@@ -267,6 +290,7 @@ impl Peer {
             stats: Stats::default(),
             tracks: Tracks::default(),
             ssrc_rng: fastrand::Rng::with_seed(config.seed ^ 0x5eed_55c5),
+            snap: None,
             config,
         })
     }
@@ -332,7 +356,21 @@ impl Peer {
         self.advance(now);
         self.role = Some(Role::Offerer);
         self.rtc.direct_api().set_ice_controlling(true);
-        let signal = self.local_signal(self.own_announcement())?;
+        let mut announcement = self.own_announcement();
+        if let Some(a) = announcement.as_mut() {
+            let mut snap = SctpInitData::new();
+            match snap.local_init_chunk() {
+                Ok(init) => {
+                    a.sctp_init = Some(Bytes::from(init));
+                    self.snap = Some(snap);
+                }
+                Err(e) => {
+                    debug!("no SCTP init data, fast setup off: {e}");
+                    a.features.retain(|f| f != FEATURE_FAST_SETUP);
+                }
+            }
+        }
+        let signal = self.local_signal(announcement)?;
         self.state = PeerState::Connecting;
         self.connect_deadline = Some(now + self.config.connect_timeout);
         info!(peer = %self.meta.peer_id, session = %self.meta.session_id, "offer created");
@@ -367,20 +405,34 @@ impl Peer {
         // a base peer does, as a client, so that one of ours that does
         // announce (and so answers INITs) can still connect to us.
         let sctp_client = ours_both || !self.config.announce_extensions;
+        // Fast setup (B.5): the answer accepted it and carries its INIT.
+        let remote_init = signal
+            .relay
+            .as_ref()
+            .filter(|a| ours_both && a.features.iter().any(|f| f == FEATURE_FAST_SETUP))
+            .and_then(|a| a.sctp_init.clone());
+        let snap = match (self.snap.take(), remote_init) {
+            (Some(mut snap), Some(init)) => {
+                snap.set_remote_init_chunk(init.to_vec());
+                Some(snap)
+            }
+            _ => None,
+        };
         self.apply_remote(prepared, signal.relay)?;
+        let fast = snap.is_some();
         let mut api = self.rtc.direct_api();
         // PROTOCOL.md A.2: the ICE-controlling offerer is the DTLS server.
         api.start_dtls(false)
             .map_err(|e| Error::Rtc(e.to_string()))?;
-        api.start_sctp(sctp_client);
-        // The offerer opens the signalling channel in band (A.3).
-        let id = api.create_data_channel(ChannelConfig {
-            label: SIGNAL_LABEL.into(),
-            ordered: true,
-            reliability: RtcReliability::Reliable,
-            negotiated: None,
-            protocol: String::new(),
-        });
+        match snap {
+            Some(snap) => api
+                .start_sctp_with_snap(true, snap)
+                .map_err(|e| Error::UnusableSignal(format!("SCTP init data: {e}")))?,
+            None => api.start_sctp(sctp_client),
+        }
+        // The offerer opens the signalling channel in band (A.3), or both
+        // ends declare it on a fixed stream with fast setup.
+        let id = api.create_data_channel(signal_channel_config(fast));
         self.signal_id = Some(id);
         self.signalled = true;
         info!(peer = %self.meta.peer_id, extensions = ours_both, "answer accepted");
@@ -415,11 +467,41 @@ impl Peer {
         // One of ours offering to us while we do not announce sees a base
         // answer and waits for our INIT: then we are the client.
         let sctp_client = !self.config.announce_extensions && signal.relay.is_some();
+        // Fast setup (B.5) when the offer asks for it and carries its INIT.
+        let mut answer = answer;
+        let mut snap = None;
+        if let (Some(ours), Some(theirs)) = (answer.relay.as_mut(), signal.relay.as_ref())
+            && ours.features.iter().any(|f| f == FEATURE_FAST_SETUP)
+            && let Some(init) = &theirs.sctp_init
+        {
+            let mut data = SctpInitData::new();
+            match data.local_init_chunk() {
+                Ok(local) => {
+                    ours.sctp_init = Some(Bytes::from(local));
+                    data.set_remote_init_chunk(init.to_vec());
+                    snap = Some(data);
+                }
+                Err(e) => {
+                    debug!("no SCTP init data, fast setup off: {e}");
+                    ours.features.retain(|f| f != FEATURE_FAST_SETUP);
+                }
+            }
+        } else if let Some(ours) = answer.relay.as_mut() {
+            ours.features.retain(|f| f != FEATURE_FAST_SETUP);
+        }
         self.apply_remote(prepared, signal.relay)?;
         let mut api = self.rtc.direct_api();
         api.start_dtls(true)
             .map_err(|e| Error::Rtc(e.to_string()))?;
-        api.start_sctp(sctp_client);
+        match snap {
+            Some(snap) => {
+                api.start_sctp_with_snap(false, snap)
+                    .map_err(|e| Error::UnusableSignal(format!("SCTP init data: {e}")))?;
+                let id = api.create_data_channel(signal_channel_config(true));
+                self.signal_id = Some(id);
+            }
+            None => api.start_sctp(sctp_client),
+        }
         self.signalled = true;
         self.state = PeerState::Connecting;
         self.connect_deadline = Some(now + self.config.connect_timeout);
@@ -919,7 +1001,11 @@ impl Peer {
                     _ => {}
                 }
             }
-            RtcEvent::Connected => debug!(peer = %self.meta.peer_id, "DTLS connected"),
+            RtcEvent::Connected => {
+                debug!(peer = %self.meta.peer_id, "DTLS connected");
+                self.dtls_connected = true;
+                self.maybe_ready();
+            }
             RtcEvent::ChannelOpen(rtc_id, label) => self.on_channel_open(rtc_id, label),
             RtcEvent::ChannelData(d) => {
                 if Some(d.id) == self.signal_id && self.signal_open {
@@ -1046,6 +1132,18 @@ impl Peer {
             event: env.event,
             payload: env.payload,
         }));
+    }
+}
+
+/// The signalling channel: opened in band (DCEP) by the offerer, or, with
+/// fast setup, declared by both ends on stream 0 (no DCEP round trip).
+fn signal_channel_config(negotiated: bool) -> ChannelConfig {
+    ChannelConfig {
+        label: SIGNAL_LABEL.into(),
+        ordered: true,
+        reliability: RtcReliability::Reliable,
+        negotiated: negotiated.then_some(SIGNAL_STREAM_FAST),
+        protocol: String::new(),
     }
 }
 
