@@ -110,9 +110,9 @@ pub use media::{
     TrackStats, payload_type_is_carried,
 };
 pub use peer::{
-    ChannelOptions, EXTENSION_VERSION, FEATURE_FAST_SETUP, FEATURE_FIR, FEATURE_SENDER_REPORT,
-    FEATURE_TRACK_REMOVE, FEATURES, Peer, Reliability, SIGNAL_LABEL, TRACK_EVENT, Transmit,
-    generate_certificate,
+    ChannelOptions, EXTENSION_VERSION, FEATURE_FAST_SETUP, FEATURE_FIR, FEATURE_RTX,
+    FEATURE_SENDER_REPORT, FEATURE_TRACK_REMOVE, FEATURES, Peer, Reliability, SIGNAL_LABEL,
+    TRACK_EVENT, Transmit, generate_certificate,
 };
 pub use stats::{Drops, PeerState, Stats};
 /// A DTLS certificate ([`Config::dtls_cert`]), as str0m defines it.

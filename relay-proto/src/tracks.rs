@@ -22,10 +22,28 @@ use crate::media::{
 /// use it); static types get theirs from RFC 3551, 111 is Opus, the other
 /// dynamic ones are taken as 90 kHz video. No entry has a resend type, so
 /// str0m sends no RTX and no NACK.
-pub(crate) fn register_payload_types(mut config: RtcConfig) -> RtcConfig {
+pub(crate) fn register_payload_types(mut config: RtcConfig, rtx_leg: bool) -> RtcConfig {
     config = config.clear_codecs();
     let table = config.codec_config();
+    if rtx_leg {
+        // Between two of our peers that announce `rtx`: a (type, resend
+        // type) pair per clock rate, which tracks are remapped onto.
+        for class in LEG_CLASSES {
+            let rate = Frequency::new(class.clock_rate).unwrap_or(Frequency::NINETY_KHZ);
+            table.add_config(
+                class.pt.into(),
+                Some(class.rtx_pt.into()),
+                class.codec,
+                rate,
+                class.channels,
+                FormatParams::default(),
+            );
+        }
+    }
     for pt in (0u8..=63).chain(96..=127) {
+        if rtx_leg && !is_identity_in_rtx_table(pt) {
+            continue;
+        }
         let (codec, rate, channels) = match pt {
             0 => (Codec::PCMU, 8_000, Some(1)),
             8 => (Codec::PCMA, 8_000, Some(1)),
@@ -53,6 +71,97 @@ pub(crate) fn register_payload_types(mut config: RtcConfig) -> RtcConfig {
     config.set_rtp_mode(true)
 }
 
+/// A relay-leg payload type with its resend type, for one clock rate.
+struct LegClass {
+    pt: u8,
+    rtx_pt: u8,
+    clock_rate: u32,
+    channels: Option<u8>,
+    codec: Codec,
+}
+
+/// The relay leg's payload types when both ends announce `rtx` (B.6).
+const LEG_CLASSES: [LegClass; 7] = [
+    LegClass {
+        pt: 96,
+        rtx_pt: 97,
+        clock_rate: 90_000,
+        channels: None,
+        codec: Codec::Vp8,
+    },
+    LegClass {
+        pt: 98,
+        rtx_pt: 99,
+        clock_rate: 48_000,
+        channels: Some(2),
+        codec: Codec::Opus,
+    },
+    LegClass {
+        pt: 100,
+        rtx_pt: 101,
+        clock_rate: 48_000,
+        channels: Some(1),
+        codec: Codec::Opus,
+    },
+    LegClass {
+        pt: 102,
+        rtx_pt: 103,
+        clock_rate: 8_000,
+        channels: Some(1),
+        codec: Codec::PCMU,
+    },
+    LegClass {
+        pt: 104,
+        rtx_pt: 105,
+        clock_rate: 16_000,
+        channels: Some(1),
+        codec: Codec::PCMU,
+    },
+    LegClass {
+        pt: 106,
+        rtx_pt: 107,
+        clock_rate: 32_000,
+        channels: Some(1),
+        codec: Codec::PCMU,
+    },
+    LegClass {
+        pt: 108,
+        rtx_pt: 109,
+        clock_rate: 44_100,
+        channels: Some(2),
+        codec: Codec::PCMU,
+    },
+];
+
+/// Payload types that keep their own entry (no resend type) in the `rtx`
+/// table: all carried ones but those the leg pairs use.
+fn is_identity_in_rtx_table(pt: u8) -> bool {
+    pt <= 63 || (110..=127).contains(&pt)
+}
+
+/// The relay-leg payload type (and resend type) of a track whose origin
+/// negotiated `codec`, when both ends announce `rtx`.
+pub(crate) fn leg_payload_type(codec: &TrackCodec) -> (u8, Option<u8>) {
+    let audio = codec.kind() == Some(TrackKind::Audio);
+    let class = LEG_CLASSES.iter().find(|c| {
+        c.clock_rate == codec.clock_rate
+            && match (audio, c.channels) {
+                (false, None) => true,
+                (true, Some(ch)) => {
+                    c.clock_rate != 48_000 || ch == codec.channels.clamp(1, 2) as u8
+                }
+                _ => false,
+            }
+    });
+    match class {
+        Some(c) => (c.pt, Some(c.rtx_pt)),
+        None if is_identity_in_rtx_table(codec.payload_type) => (codec.payload_type, None),
+        // An unusual clock rate on a type the leg pairs use: carried on a
+        // free type with no retransmission.
+        None => (110, None),
+    }
+}
+
 /// Why a track request from the remote was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Refusal {
@@ -71,6 +180,10 @@ enum LocalState {
 #[derive(Debug)]
 struct LocalTrack {
     ssrc: u32,
+    /// The payload type on the relay leg (the origin's unless remapped).
+    leg_pt: u8,
+    /// Retransmission stream, when both ends announce `rtx`.
+    rtx_ssrc: Option<u32>,
     mid: Mid,
     codec: TrackCodec,
     state: LocalState,
@@ -83,6 +196,8 @@ struct LocalTrack {
 #[derive(Debug)]
 struct RemoteTrack {
     ssrc: u32,
+    leg_pt: u8,
+    rtx_ssrc: Option<u32>,
     mid: Mid,
     codec: TrackCodec,
     last_rtp: Option<Instant>,
@@ -123,6 +238,8 @@ impl RateWindow {
 /// Tracks of one peer, both directions.
 #[derive(Debug, Default)]
 pub(crate) struct Tracks {
+    /// The `Rtc` has the `rtx` table: tracks are remapped onto leg types.
+    pub(crate) rtx_leg: bool,
     next_id: u64,
     next_mid: u64,
     local: HashMap<TrackId, LocalTrack>,
@@ -160,11 +277,14 @@ impl Tracks {
     }
 
     /// Declares a track of ours, pending the reply to `request`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn add_local(
         &mut self,
         rtc: &mut Rtc,
         codec: TrackCodec,
         ssrc: u32,
+        leg_pt: u8,
+        rtx_ssrc: Option<u32>,
         request: u64,
         mid_prefix: char,
     ) -> TrackId {
@@ -173,14 +293,17 @@ impl Tracks {
         let kind = media_kind(&codec);
         let mut api = rtc.direct_api();
         api.declare_media(mid, kind);
-        api.declare_stream_tx(Ssrc::from(ssrc), None, mid, None);
+        api.declare_stream_tx(Ssrc::from(ssrc), rtx_ssrc.map(Ssrc::from), mid, None);
         self.ssrcs.insert(ssrc);
+        self.ssrcs.extend(rtx_ssrc);
         self.tx_by_mid.insert(mid, id);
         self.requests.insert(request, id);
         self.local.insert(
             id,
             LocalTrack {
                 ssrc,
+                leg_pt,
+                rtx_ssrc,
                 mid,
                 codec,
                 state: LocalState::Pending(request),
@@ -213,6 +336,9 @@ impl Tracks {
         }
         self.tx_by_mid.remove(&t.mid);
         self.ssrcs.remove(&t.ssrc);
+        if let Some(rtx) = t.rtx_ssrc {
+            self.ssrcs.remove(&rtx);
+        }
         rtc.direct_api().remove_media(t.mid);
         Some(t.ssrc)
     }
@@ -226,16 +352,24 @@ impl Tracks {
     }
 
     /// Sets up reception of a track the remote announced.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn add_remote(
         &mut self,
         rtc: &mut Rtc,
         ssrc: u32,
         codec: TrackCodec,
-        suppress_nack: bool,
+        leg_pt: u8,
+        rtx_ssrc: Option<u32>,
         mid_prefix: char,
     ) -> Result<TrackId, Refusal> {
         if !payload_type_is_carried(codec.payload_type) {
             return Err(Refusal::PayloadType(codec.payload_type));
+        }
+        if !payload_type_is_carried(leg_pt) {
+            return Err(Refusal::PayloadType(leg_pt));
+        }
+        if rtx_ssrc.is_some_and(|r| r == ssrc || self.ssrcs.contains(&r)) {
+            return Err(Refusal::SsrcInUse(rtx_ssrc.unwrap_or_default()));
         }
         if codec.kind().is_none() {
             return Err(Refusal::Kind(codec.mime_type.clone()));
@@ -248,15 +382,20 @@ impl Tracks {
         let kind = media_kind(&codec);
         let mut api = rtc.direct_api();
         api.declare_media(mid, kind);
-        api.expect_stream_rx(Ssrc::from(ssrc), None, mid, None)
-            .suppress_nack(suppress_nack);
+        // NACK only where a retransmission stream exists: a base peer
+        // ignores NACKs (and has no RTX).
+        api.expect_stream_rx(Ssrc::from(ssrc), rtx_ssrc.map(Ssrc::from), mid, None)
+            .suppress_nack(rtx_ssrc.is_none());
         self.ssrcs.insert(ssrc);
+        self.ssrcs.extend(rtx_ssrc);
         self.rx_by_ssrc.insert(ssrc, id);
         self.rx_by_mid.insert(mid, id);
         self.remote.insert(
             id,
             RemoteTrack {
                 ssrc,
+                leg_pt,
+                rtx_ssrc,
                 mid,
                 codec,
                 last_rtp: None,
@@ -284,12 +423,33 @@ impl Tracks {
         self.rx_by_ssrc.remove(&t.ssrc);
         self.rx_by_mid.remove(&t.mid);
         self.ssrcs.remove(&t.ssrc);
+        if let Some(rtx) = t.rtx_ssrc {
+            self.ssrcs.remove(&rtx);
+        }
         rtc.direct_api().remove_media(t.mid);
         true
     }
 
     pub(crate) fn remote_by_ssrc(&self, ssrc: u32) -> Option<TrackId> {
         self.rx_by_ssrc.get(&ssrc).copied()
+    }
+
+    /// str0m's NACK count for a media: sent for a remote track, received
+    /// for ours.
+    pub(crate) fn set_nacks(&mut self, mid: Mid, nacks: u64) {
+        if let Some(t) = self
+            .rx_by_mid
+            .get(&mid)
+            .and_then(|id| self.remote.get_mut(id))
+        {
+            t.stats.nacks = nacks;
+        } else if let Some(t) = self
+            .tx_by_mid
+            .get(&mid)
+            .and_then(|id| self.local.get_mut(id))
+        {
+            t.stats.nacks = nacks;
+        }
     }
 
     pub(crate) fn remote_by_mid(&self, mid: Mid) -> Option<TrackId> {
@@ -329,6 +489,15 @@ impl Tracks {
                 .unwrap_or(now),
             _ => now,
         };
+        // The track's own type crosses on its leg type (remapped with
+        // `rtx`); another type crosses as is where the table has it.
+        let (wire_pt, nackable) = if pkt.payload_type == t.codec.payload_type {
+            (t.leg_pt, t.rtx_ssrc.is_some())
+        } else if !self.rtx_leg || is_identity_in_rtx_table(pkt.payload_type) {
+            (pkt.payload_type, false)
+        } else {
+            return Err(crate::Error::PayloadType(pkt.payload_type));
+        };
         let len = pkt.payload.len();
         let mut api = rtc.direct_api();
         let stream = api
@@ -336,13 +505,14 @@ impl Tracks {
             .ok_or(crate::Error::UnknownTrack)?;
         stream.write_rtp(
             RtpWrite::new(
-                Pt::from(pkt.payload_type),
+                Pt::from(wire_pt),
                 SeqNo::from(ext),
                 pkt.timestamp,
                 wallclock,
                 pkt.payload.to_vec(),
             )
-            .marker(pkt.marker),
+            .marker(pkt.marker)
+            .nackable(nackable),
         );
         t.stats.packets += 1;
         t.stats.bytes += len as u64;
@@ -406,7 +576,11 @@ impl Tracks {
         out.push(crate::Event::Rtp(Box::new(RtpIn {
             track: id,
             ssrc,
-            payload_type: *pkt.header.payload_type,
+            payload_type: if *pkt.header.payload_type == t.leg_pt {
+                t.codec.payload_type
+            } else {
+                *pkt.header.payload_type
+            },
             sequence_number: pkt.header.sequence_number,
             extended_sequence_number: ext,
             timestamp: pkt.header.timestamp,

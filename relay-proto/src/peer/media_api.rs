@@ -33,16 +33,40 @@ impl Peer {
         }
         self.advance(now);
         let ssrc = self.tracks.new_ssrc(&mut self.ssrc_rng);
-        let signal = TrackSignal::new(ssrc, meta.stream_id, meta.track_id, codec.to_wire());
+        let mut signal = TrackSignal::new(ssrc, meta.stream_id, meta.track_id, codec.to_wire());
+        // With `rtx` the leg carries the track on a type that has a resend
+        // type, and a retransmission SSRC (Go's own `rtx.ssrc` field).
+        let (leg_pt, rtx_ssrc) = if self.tracks.rtx_leg {
+            let (leg, rtx_pt) = tracks::leg_payload_type(&codec);
+            let rtx_ssrc = rtx_pt.map(|_| {
+                let s = self.tracks.new_ssrc(&mut self.ssrc_rng);
+                if s == ssrc {
+                    s.wrapping_add(1).max(1)
+                } else {
+                    s
+                }
+            });
+            (leg, rtx_ssrc)
+        } else {
+            (codec.payload_type, None)
+        };
+        signal.encodings.payload_type = leg_pt;
+        signal.encodings.rtx.ssrc = rtx_ssrc.unwrap_or(0);
         let request = self.send_request(
             TRACK_EVENT,
             Some(Bytes::from(signal.encode())),
             self.config.track_request_timeout,
         )?;
         let prefix = self.mid_prefix();
-        let id = self
-            .tracks
-            .add_local(&mut self.rtc, codec, ssrc, request, prefix);
+        let id = self.tracks.add_local(
+            &mut self.rtc,
+            codec,
+            ssrc,
+            leg_pt,
+            rtx_ssrc,
+            request,
+            prefix,
+        );
         self.drain();
         Ok(id)
     }
@@ -188,11 +212,18 @@ impl Peer {
         };
         let codec = TrackCodec::from_wire(&signal.track_info.codec_parameters);
         let ssrc = signal.encodings.ssrc;
-        // Base peers act only on PLI and ignore NACKs: ask for none.
+        // A base peer's leg type is the origin's and it has no RTX; with
+        // `rtx` the encodings name the leg type and the RTX SSRC.
+        let (leg_pt, rtx_ssrc) = if self.tracks.rtx_leg {
+            let rtx = signal.encodings.rtx.ssrc;
+            (signal.encodings.payload_type, (rtx != 0).then_some(rtx))
+        } else {
+            (codec.payload_type, None)
+        };
         let prefix = self.mid_prefix();
         match self
             .tracks
-            .add_remote(&mut self.rtc, ssrc, codec.clone(), true, prefix)
+            .add_remote(&mut self.rtc, ssrc, codec.clone(), leg_pt, rtx_ssrc, prefix)
         {
             Ok(track) => {
                 info!(peer = %self.meta.peer_id, ssrc, mime = %codec.mime_type, "remote track");

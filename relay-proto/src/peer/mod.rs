@@ -35,7 +35,7 @@ use media_api::ntp_of_system_time;
 
 use crate::wire::{
     Announcement, BASE_MAX_MESSAGE_SIZE, DtlsParameters, DtlsRole, Envelope, IceParameters,
-    SctpCapabilities, Signal, TrackSignal,
+    SctpCapabilities, Signal, SignalCandidate, TrackSignal,
 };
 
 /// Label of the signalling data channel (PROTOCOL.md A.3).
@@ -48,6 +48,7 @@ pub const EXTENSION_VERSION: u32 = 1;
 /// (wire forms in `docs/protocol.md`).
 pub const FEATURES: &[&str] = &[
     FEATURE_FAST_SETUP,
+    FEATURE_RTX,
     FEATURE_TRACK_REMOVE,
     FEATURE_SENDER_REPORT,
     FEATURE_FIR,
@@ -56,6 +57,9 @@ pub const FEATURES: &[&str] = &[
 /// Feature: SCTP starts from INIT chunks exchanged in offer and answer, and
 /// the signalling channel is pre-negotiated on a fixed stream (no DCEP).
 pub const FEATURE_FAST_SETUP: &str = "fast-setup";
+/// Feature: retransmission on the relay leg. Tracks are remapped onto leg
+/// payload types that have resend types, and get an RTX SSRC.
+pub const FEATURE_RTX: &str = "rtx";
 /// SCTP stream of the signalling channel with fast setup.
 const SIGNAL_STREAM_FAST: u16 = 0;
 
@@ -203,6 +207,8 @@ pub struct Peer {
     /// Our SCTP INIT, made for the offer, until the answer says whether it
     /// is used (fast setup).
     snap: Option<SctpInitData>,
+    cert: crate::DtlsCert,
+    ice_creds: IceCreds,
 }
 
 impl std::fmt::Debug for Peer {
@@ -251,14 +257,14 @@ impl Peer {
                 )));
             }
         }
-        let mut rtc_config = tracks::register_payload_types(RtcConfig::new())
-            .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
-            .set_sctp_max_message_size(config.max_message_size.max(256 * 1024))
-            .set_sctp_max_buffered_amount(1024 * 1024);
-        if let Some(cert) = &config.dtls_cert {
-            rtc_config = rtc_config.set_dtls_cert(cert.clone());
-        }
-        let rtc = rtc_config.build(now);
+        // Kept so the `Rtc` can be rebuilt with another codec table once
+        // the remote's announcement is known, with the same identity.
+        let cert = match &config.dtls_cert {
+            Some(cert) => cert.clone(),
+            None => generate_certificate()?,
+        };
+        let ice_creds = IceCreds::new();
+        let rtc = build_rtc(&config, &cert, &ice_creds, false, now);
         let outbound = Outbound::new(config.seed);
         let unanswered = Unanswered::new(config.max_unanswered_requests);
         Ok(Peer {
@@ -291,6 +297,8 @@ impl Peer {
             tracks: Tracks::default(),
             ssrc_rng: fastrand::Rng::with_seed(config.seed ^ 0x5eed_55c5),
             snap: None,
+            cert,
+            ice_creds,
             config,
         })
     }
@@ -418,6 +426,15 @@ impl Peer {
             }
             _ => None,
         };
+        let rtx = ours_both
+            && signal
+                .relay
+                .as_ref()
+                .is_some_and(|a| a.features.iter().any(|f| f == FEATURE_RTX));
+        if rtx {
+            self.rebuild_for_rtx()?;
+            self.add_local_candidates()?;
+        }
         self.apply_remote(prepared, signal.relay)?;
         let fast = snap.is_some();
         let mut api = self.rtc.direct_api();
@@ -455,6 +472,14 @@ impl Peer {
         let prepared = prepare_remote(&signal)?;
         self.role = Some(Role::Answerer);
         self.rtc.direct_api().set_ice_controlling(false);
+        if self.config.announce_extensions
+            && signal
+                .relay
+                .as_ref()
+                .is_some_and(|a| a.features.iter().any(|f| f == FEATURE_RTX))
+        {
+            self.rebuild_for_rtx()?;
+        }
         let announcement = match (&signal.relay, self.own_announcement()) {
             (Some(theirs), Some(mut ours)) => {
                 ours.features.retain(|f| theirs.features.contains(f));
@@ -510,6 +535,24 @@ impl Peer {
         Ok(answer.encode())
     }
 
+    /// Swaps in an `Rtc` with the `rtx` codec table, before anything was
+    /// sent: same certificate, ICE credentials and candidates, so the offer
+    /// or answer already made stays true.
+    fn rebuild_for_rtx(&mut self) -> Result<(), Error> {
+        self.rtc = build_rtc(
+            &self.config,
+            &self.cert,
+            &self.ice_creds,
+            true,
+            self.last_now,
+        );
+        self.rtc
+            .direct_api()
+            .set_ice_controlling(self.role == Some(Role::Offerer));
+        self.tracks.rtx_leg = true;
+        Ok(())
+    }
+
     fn own_announcement(&self) -> Option<Announcement> {
         self.config.announce_extensions.then(|| Announcement {
             version: EXTENSION_VERSION,
@@ -521,6 +564,30 @@ impl Peer {
 
     /// Adds our candidates (after the ICE role is set) and builds our signal.
     fn local_signal(&mut self, relay: Option<Announcement>) -> Result<Signal, Error> {
+        let wire = self.add_local_candidates()?;
+        let api = self.rtc.direct_api();
+        let creds = api.local_ice_credentials();
+        let fp = candidates::fingerprint_to_wire(api.local_dtls_fingerprint());
+        Ok(Signal {
+            ice_candidates: wire,
+            ice_parameters: IceParameters {
+                username_fragment: creds.ufrag,
+                password: creds.pass,
+                ice_lite: false,
+            },
+            dtls_parameters: DtlsParameters {
+                role: DtlsRole::Auto,
+                fingerprints: Some(vec![fp]),
+            },
+            sctp_capabilities: SctpCapabilities {
+                max_message_size: 0,
+            },
+            relay,
+        })
+    }
+
+    /// Gives str0m our candidates; returns them in wire form.
+    fn add_local_candidates(&mut self) -> Result<Vec<SignalCandidate>, Error> {
         let mut wire = Vec::new();
         let mut locals = Vec::new();
         for a in &self.config.local_addrs {
@@ -544,25 +611,7 @@ impl Peer {
         if wire.is_empty() {
             return Err(Error::Config("no usable local candidate".into()));
         }
-        let api = self.rtc.direct_api();
-        let creds = api.local_ice_credentials();
-        let fp = candidates::fingerprint_to_wire(api.local_dtls_fingerprint());
-        Ok(Signal {
-            ice_candidates: wire,
-            ice_parameters: IceParameters {
-                username_fragment: creds.ufrag,
-                password: creds.pass,
-                ice_lite: false,
-            },
-            dtls_parameters: DtlsParameters {
-                role: DtlsRole::Auto,
-                fingerprints: Some(vec![fp]),
-            },
-            sctp_capabilities: SctpCapabilities {
-                max_message_size: 0,
-            },
-            relay,
-        })
+        Ok(wire)
     }
 
     fn apply_remote(
@@ -1042,6 +1091,8 @@ impl Peer {
                     self.push_event(e);
                 }
             }
+            RtcEvent::MediaIngressStats(st) => self.tracks.set_nacks(st.mid, st.nacks),
+            RtcEvent::MediaEgressStats(st) => self.tracks.set_nacks(st.mid, st.nacks),
             RtcEvent::SenderFeedback(fb) => {
                 if let Some(track) = self.tracks.remote_by_mid(fb.mid) {
                     let info = fb.sender_info;
@@ -1133,6 +1184,26 @@ impl Peer {
             payload: env.payload,
         }));
     }
+}
+
+/// An `Rtc` for this peer: every carried payload type registered (with the
+/// `rtx` leg table when `rtx_leg`), our certificate and ICE credentials.
+fn build_rtc(
+    config: &Config,
+    cert: &crate::DtlsCert,
+    creds: &IceCreds,
+    rtx_leg: bool,
+    now: Instant,
+) -> Rtc {
+    tracks::register_payload_types(RtcConfig::new(), rtx_leg)
+        .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
+        .set_sctp_max_message_size(config.max_message_size.max(256 * 1024))
+        .set_sctp_max_buffered_amount(1024 * 1024)
+        .set_dtls_cert(cert.clone())
+        .set_local_ice_credentials(creds.clone())
+        // Per-media counters (NACKs) once a second, for track stats.
+        .set_stats_interval(Some(Duration::from_secs(1)))
+        .build(now)
 }
 
 /// The signalling channel: opened in band (DCEP) by the offerer, or, with
