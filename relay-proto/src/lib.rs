@@ -98,6 +98,7 @@ mod framing;
 mod media;
 mod peer;
 mod requests;
+mod router;
 mod stats;
 mod tracks;
 pub mod wire;
@@ -114,6 +115,7 @@ pub use peer::{
     FEATURE_SENDER_REPORT, FEATURE_TRACK_REMOVE, FEATURES, Peer, Reliability, SIGNAL_LABEL,
     TRACK_EVENT, Transmit, generate_certificate,
 };
+pub use router::{Router, is_stun, stun_binding_request, stun_mapped_address, ufrag_of};
 pub use stats::{Drops, PeerState, Stats};
 /// A DTLS certificate ([`Config::dtls_cert`]), as str0m defines it.
 pub use str0m::config::DtlsCert;

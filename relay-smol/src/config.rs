@@ -1,0 +1,110 @@
+//! Settings of a peer and of the sockets it uses.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+/// Settings of one peer.
+///
+/// Start from [`Config::default`] (or [`Config::bind`]) and change what you
+/// need; the core's settings (timeouts, limits) are in [`Config::core`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// The core's settings: request timeout, connect timeout, limits.
+    /// `local_addrs` is filled in from the bound sockets (what you put there
+    /// is replaced) and the endpoint's announced addresses are added to
+    /// `announced_addrs`. A `seed` of 0 is replaced by a random one.
+    pub core: relay_proto::Config,
+    /// The sockets of a peer made with `Peer::new` or `Peer::answer`;
+    /// ignored for a peer made on a shared [`Endpoint`](crate::Endpoint).
+    pub endpoint: EndpointConfig,
+    /// Events (inbound requests, remote data channels, ready, closed) held
+    /// for the application. When it falls behind and the queue is full, an
+    /// inbound request or remote data channel is dropped and counted
+    /// ([`Stats::events_dropped`](crate::Stats::events_dropped)); one slot is
+    /// kept for `Closed`, so that is never lost. Default 256 (at least 2).
+    pub event_queue: usize,
+    /// Received messages held per data channel until
+    /// [`DataChannel::recv`](crate::DataChannel::recv) takes them; past it a
+    /// message is dropped and counted
+    /// ([`Stats::channel_messages_dropped`](crate::Stats::channel_messages_dropped)).
+    /// Default 256.
+    pub channel_queue: usize,
+    /// Calls (emit, request, reply, write...) waiting for the peer's task;
+    /// a caller awaits room when it is full. Default 64.
+    pub command_queue: usize,
+    /// Received datagrams waiting for the peer's task; past it a datagram is
+    /// dropped and counted, as the network would
+    /// ([`Stats::datagrams_dropped`](crate::Stats::datagrams_dropped)).
+    /// Default 1,024.
+    pub datagram_queue: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            core: relay_proto::Config::new(Vec::new()),
+            endpoint: EndpointConfig::default(),
+            event_queue: 256,
+            channel_queue: 256,
+            command_queue: 64,
+            datagram_queue: 1024,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, with the peer's own sockets bound to `addrs`
+    /// (see [`EndpointConfig::bind`]).
+    pub fn bind(addrs: Vec<SocketAddr>) -> Self {
+        Config {
+            endpoint: EndpointConfig::bind(addrs),
+            ..Config::default()
+        }
+    }
+}
+
+/// Where an [`Endpoint`](crate::Endpoint) binds and what it announces.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct EndpointConfig {
+    /// Addresses to bind; each bound socket becomes an ICE host candidate.
+    /// An unspecified IP (`0.0.0.0`, `::`) means one socket per local
+    /// interface address of that family (loopback only when there is no
+    /// other; IPv6 link-local skipped), because the core must know the
+    /// address each datagram arrived on. Port 0 is an ephemeral port per
+    /// socket. Default: `0.0.0.0:0` and `[::]:0`.
+    pub bind: Vec<SocketAddr>,
+    /// Public IPs that reach the bound addresses through a 1:1 NAT (pion's
+    /// `NAT1To1IPs`, mediasoup's `announcedAddress`): each is announced, with
+    /// the port of each bound socket of its family, as a server-reflexive
+    /// candidate. Default none.
+    pub announced_ips: Vec<IpAddr>,
+    /// A STUN server asked, once per socket of its family when binding,
+    /// which address it sees; the answer is announced as a
+    /// server-reflexive candidate. Default none.
+    pub stun_server: Option<SocketAddr>,
+    /// How long to wait for each of the three STUN requests. Default 500 ms.
+    pub stun_timeout: Duration,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        EndpointConfig::bind(vec![
+            SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
+            SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0),
+        ])
+    }
+}
+
+impl EndpointConfig {
+    /// Binds `addrs`, announces nothing more.
+    pub fn bind(addrs: Vec<SocketAddr>) -> Self {
+        EndpointConfig {
+            bind: addrs,
+            announced_ips: Vec::new(),
+            stun_server: None,
+            stun_timeout: Duration::from_millis(500),
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Requests: an inbound one with its way to reply, and the cancel-on-drop
+//! guard of an outbound one.
+
+use std::sync::Arc;
+
+use async_channel::Sender;
+use bytes::Bytes;
+use tracing::debug;
+
+use crate::driver::{Command, Control};
+use crate::error::Error;
+use crate::peer::{Shared, call};
+
+/// An emit or a request from the remote (the wire does not tell them
+/// apart), with the means to reply.
+///
+/// Reply with [`Request::reply`], or say no reply is coming with
+/// [`Request::ignore`] (for emits). Dropping it without either is counted in
+/// [`Stats::requests_unanswered`](crate::Stats::requests_unanswered) and
+/// logged at debug level; the remote's request then times out on its side
+/// (the protocol has no error reply).
+#[must_use = "reply to the request, or ignore() it"]
+pub struct Request {
+    id: u64,
+    event: String,
+    payload: Option<Bytes>,
+    commands: Sender<Command>,
+    shared: Arc<Shared>,
+    settled: bool,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("id", &self.id)
+            .field("event", &self.event)
+            .field("payload", &self.payload)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Request {
+    pub(crate) fn new(
+        inbound: relay_proto::InboundRequest,
+        commands: Sender<Command>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Request {
+            id: inbound.id,
+            event: inbound.event,
+            payload: inbound.payload,
+            commands,
+            shared,
+            settled: false,
+        }
+    }
+
+    /// The envelope id on the wire.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The event name.
+    pub fn event(&self) -> &str {
+        &self.event
+    }
+
+    /// The payload; `None` when the wire carried `null`.
+    pub fn payload(&self) -> Option<&Bytes> {
+        self.payload.as_ref()
+    }
+
+    /// Takes the payload out (to reuse it in the reply, say).
+    pub fn take_payload(&mut self) -> Option<Bytes> {
+        self.payload.take()
+    }
+
+    /// Replies once. Fails when the core refuses (the reply is too large,
+    /// the send queue is full, the request was forgotten) or the peer is
+    /// closed.
+    pub async fn reply(mut self, payload: Option<Bytes>) -> Result<(), Error> {
+        self.settled = true;
+        let id = self.id;
+        call(&self.commands, &self.shared, |done| Command::Reply {
+            id,
+            payload,
+            done,
+        })
+        .await
+    }
+
+    /// No reply will come (an emit, say); not counted as unanswered.
+    pub fn ignore(mut self) {
+        self.settled = true;
+    }
+
+    /// Dropped by the adapter itself (the event queue was full): counted
+    /// there, not here.
+    pub(crate) fn settle(mut self) {
+        self.settled = true;
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        if !self.settled {
+            debug!(id = self.id, event = %self.event, "inbound request dropped unanswered");
+            self.shared.count_unanswered();
+        }
+    }
+}
+
+/// Withdraws an outbound request from the core when its future is dropped
+/// before the outcome arrived.
+pub(crate) struct CancelOnDrop {
+    pub(crate) control: Sender<Control>,
+    pub(crate) token: u64,
+    pub(crate) armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            // Unbounded: at most one per pending request, which the core bounds.
+            let _ = self.control.try_send(Control::Cancel(self.token));
+        }
+    }
+}
