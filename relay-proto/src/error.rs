@@ -58,6 +58,15 @@ pub enum Error {
     /// The codec's MIME type is neither `audio/...` nor `video/...`.
     #[error("MIME type {0:?} is neither audio/ nor video/")]
     MimeType(String),
+    /// The track has no such simulcast layer.
+    #[error("no simulcast layer {0} on this track")]
+    UnknownLayer(u8),
+    /// The track needs an extension the remote did not announce.
+    #[error("the remote does not announce the {0:?} extension")]
+    ExtensionNotNegotiated(&'static str),
+    /// Too many header extensions on one track.
+    #[error("{0} header extensions on one track; at most 9 cross the relay")]
+    TooManyHeaderExtensions(usize),
     /// The underlying WebRTC stack refused an operation.
     #[error("webrtc: {0}")]
     Rtc(String),

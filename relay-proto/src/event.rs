@@ -3,7 +3,9 @@
 use bytes::Bytes;
 
 use crate::error::ChannelError;
-use crate::media::{KeyframeKind, RtpIn, SenderReport, TrackCodec, TrackId, TrackMeta};
+use crate::media::{
+    HeaderExtension, KeyframeKind, RtpIn, SenderReport, TrackCodec, TrackId, TrackMeta,
+};
 
 /// Id of a request this side sent; its outcome arrives as
 /// [`Event::Reply`] or [`Event::RequestFailed`].
@@ -145,8 +147,12 @@ pub enum Event {
         meta: TrackMeta,
         /// Its codec, as the origin negotiated it.
         codec: TrackCodec,
-        /// Its SSRC on the relay leg.
+        /// Its SSRC on the relay leg (the first layer's with simulcast).
         ssrc: u32,
+        /// Simulcast layers by RTP stream id; empty for one encoding.
+        layers: Vec<String>,
+        /// The origin's header extensions its packets carry.
+        header_extensions: Vec<HeaderExtension>,
     },
     /// An RTP packet on a remote track.
     Rtp(Box<RtpIn>),
@@ -154,6 +160,8 @@ pub enum Event {
     KeyframeRequest {
         /// The track.
         track: TrackId,
+        /// The simulcast layer asked for (0 with one encoding).
+        layer: u8,
         /// PLI or FIR.
         kind: KeyframeKind,
     },

@@ -95,6 +95,7 @@ mod config;
 mod error;
 mod event;
 mod framing;
+mod hdrext;
 mod media;
 mod peer;
 mod requests;
@@ -107,13 +108,13 @@ pub use config::{AnnouncedAddr, Config, PeerMeta};
 pub use error::{ChannelError, Error};
 pub use event::{ChannelId, CloseReason, Event, InboundRequest, RequestError, RequestId};
 pub use media::{
-    KeyframeKind, RtpIn, RtpOut, SenderReport, TrackCodec, TrackId, TrackKind, TrackMeta,
-    TrackStats, payload_type_is_carried,
+    HeaderExtension, KeyframeKind, RtpIn, RtpOut, SenderReport, TrackCodec, TrackId, TrackKind,
+    TrackMeta, TrackOptions, TrackStats, payload_type_is_carried,
 };
 pub use peer::{
-    ChannelOptions, EXTENSION_VERSION, FEATURE_FAST_SETUP, FEATURE_FIR, FEATURE_RTX,
-    FEATURE_SENDER_REPORT, FEATURE_TRACK_REMOVE, FEATURES, Peer, Reliability, SIGNAL_LABEL,
-    TRACK_EVENT, Transmit, generate_certificate,
+    ChannelOptions, EXTENSION_VERSION, FEATURE_FAST_SETUP, FEATURE_FIR, FEATURE_HEADER_EXTENSIONS,
+    FEATURE_RTX, FEATURE_SENDER_REPORT, FEATURE_SIMULCAST, FEATURE_TRACK_REMOVE, FEATURES, Peer,
+    Reliability, SIGNAL_LABEL, TRACK_EVENT, Transmit, generate_certificate,
 };
 pub use router::{Router, is_stun, stun_binding_request, stun_mapped_address, ufrag_of};
 pub use stats::{Drops, PeerState, Stats};

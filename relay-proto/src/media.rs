@@ -145,6 +145,31 @@ pub fn payload_type_is_carried(pt: u8) -> bool {
     pt <= 63 || (96..=127).contains(&pt)
 }
 
+/// One of the origin's RTP header extensions on a track: its URI and the
+/// id the origin gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HeaderExtension {
+    /// The origin's id (1..=255).
+    pub id: u8,
+    /// The extension's URI.
+    pub uri: String,
+}
+
+/// How a track is carried beyond its codec; the default is one encoding and
+/// no header extensions (all a base peer can take).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TrackOptions {
+    /// The origin's header extensions whose values should cross with each
+    /// packet ([`RtpOut::header_extensions`]), at most 9. Needs the
+    /// `header-extensions` feature on both ends; toward a peer without it
+    /// they are not sent.
+    pub header_extensions: Vec<HeaderExtension>,
+    /// Simulcast layers by RTP stream id (`"q"`, `"h"`, `"f"`...), each sent
+    /// with its own SSRC (and RTX SSRC); empty for one encoding. Needs the
+    /// `simulcast` feature on both ends.
+    pub simulcast: Vec<String>,
+}
+
 /// One RTP packet to forward on a track, as it came from the origin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RtpOut {
@@ -158,6 +183,33 @@ pub struct RtpOut {
     pub marker: bool,
     /// The payload.
     pub payload: Bytes,
+    /// Simulcast layer: an index into [`TrackOptions::simulcast`]; 0 for a
+    /// track with one encoding.
+    pub layer: u8,
+    /// The origin's header-extension values, by the origin's id; only ids
+    /// listed in [`TrackOptions::header_extensions`] cross.
+    pub header_extensions: Vec<(u8, Bytes)>,
+}
+
+impl RtpOut {
+    /// A packet on layer 0 with no header extensions.
+    pub fn new(
+        payload_type: u8,
+        sequence_number: u16,
+        timestamp: u32,
+        marker: bool,
+        payload: Bytes,
+    ) -> Self {
+        RtpOut {
+            payload_type,
+            sequence_number,
+            timestamp,
+            marker,
+            payload,
+            layer: 0,
+            header_extensions: Vec::new(),
+        }
+    }
 }
 
 /// One RTP packet received on a remote track.
@@ -165,6 +217,8 @@ pub struct RtpOut {
 pub struct RtpIn {
     /// The track.
     pub track: TrackId,
+    /// Simulcast layer (index into the track's layers; 0 with one).
+    pub layer: u8,
     /// The SSRC on the relay leg.
     pub ssrc: u32,
     /// Payload type, as the origin sent it.
@@ -177,8 +231,12 @@ pub struct RtpIn {
     pub timestamp: u32,
     /// The marker bit.
     pub marker: bool,
-    /// Header extension values the packet carried (str0m parses the ones
-    /// in its map: audio level, video orientation, and the like).
+    /// The origin's header-extension values by the origin's id (from the
+    /// track's signalled list; for a base peer's track, the ids as they
+    /// came, which the Go relay leaves as the origin set them).
+    pub header_extensions: Vec<(u8, Bytes)>,
+    /// The extension values str0m parsed itself (its own: abs-send-time,
+    /// transport-cc, mid, rid).
     pub extensions: str0m::rtp::ExtensionValues,
     /// The payload.
     pub payload: Arc<[u8]>,

@@ -6,10 +6,11 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use str0m::format::{Codec, FormatParams};
-use str0m::media::{Frequency, KeyframeRequestKind, MediaKind, Mid, Pt};
+use str0m::media::{Frequency, KeyframeRequestKind, MediaKind, Mid, Pt, Rid};
 use str0m::rtp::{RtpWrite, SeqNo, Ssrc};
 use str0m::{Rtc, RtcConfig};
 
+use crate::hdrext;
 use crate::media::{
     KeyframeKind, RtpIn, RtpOut, SenderReport, TrackCodec, TrackId, TrackKind, TrackStats,
     payload_type_is_carried,
@@ -177,27 +178,51 @@ enum LocalState {
     Accepted,
 }
 
+/// One encoding of a track on the relay leg: the only one, or a simulcast
+/// layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LegLayer {
+    /// The layer's RTP stream id (`None` without simulcast).
+    pub(crate) rid: Option<String>,
+    pub(crate) ssrc: u32,
+    /// Retransmission stream, when both ends announce `rtx`.
+    pub(crate) rtx: Option<u32>,
+}
+
+#[derive(Debug)]
+struct TxLayer {
+    leg: LegLayer,
+    last_ext_seq: Option<u64>,
+}
+
 #[derive(Debug)]
 struct LocalTrack {
-    ssrc: u32,
+    layers: Vec<TxLayer>,
     /// The payload type on the relay leg (the origin's unless remapped).
     leg_pt: u8,
-    /// Retransmission stream, when both ends announce `rtx`.
-    rtx_ssrc: Option<u32>,
+    /// The origin's header-extension ids, in slot order.
+    ext_ids: Vec<u8>,
     mid: Mid,
     codec: TrackCodec,
     state: LocalState,
-    last_ext_seq: Option<u64>,
     origin_report: Option<SenderReport>,
     stats: TrackStats,
     rate: RateWindow,
 }
 
 #[derive(Debug)]
+struct RxLayer {
+    leg: LegLayer,
+    first_seq: Option<u64>,
+    max_seq: u64,
+    packets: u64,
+}
+
+#[derive(Debug)]
 struct RemoteTrack {
-    ssrc: u32,
+    layers: Vec<RxLayer>,
     leg_pt: u8,
-    rtx_ssrc: Option<u32>,
+    ext_ids: Vec<u8>,
     mid: Mid,
     codec: TrackCodec,
     last_rtp: Option<Instant>,
@@ -205,8 +230,6 @@ struct RemoteTrack {
     report: Option<SenderReport>,
     stats: TrackStats,
     rate: RateWindow,
-    first_seq: Option<u64>,
-    max_seq: u64,
     /// Last relative transit time (RFC 3550 jitter), in clock units.
     last_transit: Option<f64>,
     first_arrival: Option<Instant>,
@@ -244,7 +267,8 @@ pub(crate) struct Tracks {
     next_mid: u64,
     local: HashMap<TrackId, LocalTrack>,
     remote: HashMap<TrackId, RemoteTrack>,
-    rx_by_ssrc: HashMap<u32, TrackId>,
+    /// Every layer's SSRC of a remote track: (track, layer index).
+    rx_by_ssrc: HashMap<u32, (TrackId, usize)>,
     rx_by_mid: HashMap<Mid, TrackId>,
     tx_by_mid: HashMap<Mid, TrackId>,
     requests: HashMap<u64, TrackId>,
@@ -253,6 +277,15 @@ pub(crate) struct Tracks {
     /// follow the origin's clock (str0m's sender reports then keep the
     /// origin's relation between tracks, with the NTP origin rebased).
     anchor: Option<(Instant, u64)>,
+}
+
+/// What a new track is made of, on either side.
+#[derive(Debug)]
+pub(crate) struct TrackSetup {
+    pub(crate) codec: TrackCodec,
+    pub(crate) layers: Vec<LegLayer>,
+    pub(crate) leg_pt: u8,
+    pub(crate) ext_ids: Vec<u8>,
 }
 
 impl Tracks {
@@ -266,48 +299,62 @@ impl Tracks {
         TrackId(self.next_id)
     }
 
-    /// A fresh SSRC, unused by any track of ours or the remote's.
+    /// A fresh SSRC, unused by any track of ours or the remote's, and
+    /// reserved until the track it is for is gone.
     pub(crate) fn new_ssrc(&mut self, rng: &mut fastrand::Rng) -> u32 {
         loop {
             let s = rng.u32(1..);
-            if !self.ssrcs.contains(&s) {
+            if self.ssrcs.insert(s) {
                 return s;
             }
         }
     }
 
-    /// Declares a track of ours, pending the reply to `request`.
-    #[allow(clippy::too_many_arguments)]
+    /// Gives back SSRCs reserved for a track that was never declared.
+    pub(crate) fn release_ssrcs(&mut self, layers: &[LegLayer]) {
+        for l in layers {
+            self.ssrcs.remove(&l.ssrc);
+            if let Some(rtx) = l.rtx {
+                self.ssrcs.remove(&rtx);
+            }
+        }
+    }
+
+    /// Declares a track of ours (SSRCs from [`Tracks::new_ssrc`]), pending
+    /// the reply to `request`.
     pub(crate) fn add_local(
         &mut self,
         rtc: &mut Rtc,
-        codec: TrackCodec,
-        ssrc: u32,
-        leg_pt: u8,
-        rtx_ssrc: Option<u32>,
+        setup: TrackSetup,
         request: u64,
         mid_prefix: char,
     ) -> TrackId {
         let id = self.new_id();
         let mid = self.new_mid(mid_prefix);
-        let kind = media_kind(&codec);
         let mut api = rtc.direct_api();
-        api.declare_media(mid, kind);
-        api.declare_stream_tx(Ssrc::from(ssrc), rtx_ssrc.map(Ssrc::from), mid, None);
-        self.ssrcs.insert(ssrc);
-        self.ssrcs.extend(rtx_ssrc);
+        api.declare_media(mid, media_kind(&setup.codec));
+        for l in &setup.layers {
+            let rid = l.rid.as_deref().map(Rid::from);
+            api.declare_stream_tx(Ssrc::from(l.ssrc), l.rtx.map(Ssrc::from), mid, rid);
+        }
         self.tx_by_mid.insert(mid, id);
         self.requests.insert(request, id);
         self.local.insert(
             id,
             LocalTrack {
-                ssrc,
-                leg_pt,
-                rtx_ssrc,
+                layers: setup
+                    .layers
+                    .into_iter()
+                    .map(|leg| TxLayer {
+                        leg,
+                        last_ext_seq: None,
+                    })
+                    .collect(),
+                leg_pt: setup.leg_pt,
+                ext_ids: setup.ext_ids,
                 mid,
-                codec,
+                codec: setup.codec,
                 state: LocalState::Pending(request),
-                last_ext_seq: None,
                 origin_report: None,
                 stats: TrackStats::default(),
                 rate: RateWindow::default(),
@@ -328,23 +375,22 @@ impl Tracks {
         }
     }
 
-    /// Forgets a track of ours (refused, failed or removed).
+    /// Forgets a track of ours (refused, failed or removed); returns its
+    /// first SSRC.
     pub(crate) fn drop_local(&mut self, rtc: &mut Rtc, id: TrackId) -> Option<u32> {
         let t = self.local.remove(&id)?;
         if let LocalState::Pending(req) = t.state {
             self.requests.remove(&req);
         }
         self.tx_by_mid.remove(&t.mid);
-        self.ssrcs.remove(&t.ssrc);
-        if let Some(rtx) = t.rtx_ssrc {
-            self.ssrcs.remove(&rtx);
-        }
+        let legs: Vec<LegLayer> = t.layers.iter().map(|l| l.leg.clone()).collect();
+        self.release_ssrcs(&legs);
         rtc.direct_api().remove_media(t.mid);
-        Some(t.ssrc)
+        legs.first().map(|l| l.ssrc)
     }
 
     pub(crate) fn local_ssrc(&self, id: TrackId) -> Option<u32> {
-        self.local.get(&id).map(|t| t.ssrc)
+        self.local.get(&id)?.layers.first().map(|l| l.leg.ssrc)
     }
 
     pub(crate) fn is_local(&self, id: TrackId) -> bool {
@@ -352,59 +398,70 @@ impl Tracks {
     }
 
     /// Sets up reception of a track the remote announced.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn add_remote(
         &mut self,
         rtc: &mut Rtc,
-        ssrc: u32,
-        codec: TrackCodec,
-        leg_pt: u8,
-        rtx_ssrc: Option<u32>,
+        setup: TrackSetup,
         mid_prefix: char,
     ) -> Result<TrackId, Refusal> {
+        let codec = &setup.codec;
         if !payload_type_is_carried(codec.payload_type) {
             return Err(Refusal::PayloadType(codec.payload_type));
         }
-        if !payload_type_is_carried(leg_pt) {
-            return Err(Refusal::PayloadType(leg_pt));
-        }
-        if rtx_ssrc.is_some_and(|r| r == ssrc || self.ssrcs.contains(&r)) {
-            return Err(Refusal::SsrcInUse(rtx_ssrc.unwrap_or_default()));
+        if !payload_type_is_carried(setup.leg_pt) {
+            return Err(Refusal::PayloadType(setup.leg_pt));
         }
         if codec.kind().is_none() {
             return Err(Refusal::Kind(codec.mime_type.clone()));
         }
-        if ssrc == 0 || self.ssrcs.contains(&ssrc) {
-            return Err(Refusal::SsrcInUse(ssrc));
+        let mut seen = HashSet::new();
+        for l in &setup.layers {
+            for s in std::iter::once(l.ssrc).chain(l.rtx) {
+                if s == 0 || self.ssrcs.contains(&s) || !seen.insert(s) {
+                    return Err(Refusal::SsrcInUse(s));
+                }
+            }
+        }
+        if setup.layers.is_empty() {
+            return Err(Refusal::SsrcInUse(0));
         }
         let id = self.new_id();
         let mid = self.new_mid(mid_prefix);
-        let kind = media_kind(&codec);
         let mut api = rtc.direct_api();
-        api.declare_media(mid, kind);
-        // NACK only where a retransmission stream exists: a base peer
-        // ignores NACKs (and has no RTX).
-        api.expect_stream_rx(Ssrc::from(ssrc), rtx_ssrc.map(Ssrc::from), mid, None)
-            .suppress_nack(rtx_ssrc.is_none());
-        self.ssrcs.insert(ssrc);
-        self.ssrcs.extend(rtx_ssrc);
-        self.rx_by_ssrc.insert(ssrc, id);
+        api.declare_media(mid, media_kind(codec));
+        for (i, l) in setup.layers.iter().enumerate() {
+            let rid = l.rid.as_deref().map(Rid::from);
+            // NACK only where a retransmission stream exists: a base peer
+            // ignores NACKs (and has no RTX).
+            api.expect_stream_rx(Ssrc::from(l.ssrc), l.rtx.map(Ssrc::from), mid, rid)
+                .suppress_nack(l.rtx.is_none());
+            self.rx_by_ssrc.insert(l.ssrc, (id, i));
+            self.ssrcs.insert(l.ssrc);
+            self.ssrcs.extend(l.rtx);
+        }
         self.rx_by_mid.insert(mid, id);
         self.remote.insert(
             id,
             RemoteTrack {
-                ssrc,
-                leg_pt,
-                rtx_ssrc,
+                layers: setup
+                    .layers
+                    .into_iter()
+                    .map(|leg| RxLayer {
+                        leg,
+                        first_seq: None,
+                        max_seq: 0,
+                        packets: 0,
+                    })
+                    .collect(),
+                leg_pt: setup.leg_pt,
+                ext_ids: setup.ext_ids,
                 mid,
-                codec,
+                codec: setup.codec,
                 last_rtp: None,
                 inactive: false,
                 report: None,
                 stats: TrackStats::default(),
                 rate: RateWindow::default(),
-                first_seq: None,
-                max_seq: 0,
                 last_transit: None,
                 first_arrival: None,
                 jitter: 0.0,
@@ -420,18 +477,19 @@ impl Tracks {
         let Some(t) = self.remote.remove(&id) else {
             return false;
         };
-        self.rx_by_ssrc.remove(&t.ssrc);
-        self.rx_by_mid.remove(&t.mid);
-        self.ssrcs.remove(&t.ssrc);
-        if let Some(rtx) = t.rtx_ssrc {
-            self.ssrcs.remove(&rtx);
+        for l in &t.layers {
+            self.rx_by_ssrc.remove(&l.leg.ssrc);
         }
+        let legs: Vec<LegLayer> = t.layers.into_iter().map(|l| l.leg).collect();
+        self.release_ssrcs(&legs);
+        self.rx_by_mid.remove(&t.mid);
         rtc.direct_api().remove_media(t.mid);
         true
     }
 
+    /// The remote track one of whose layers has this SSRC.
     pub(crate) fn remote_by_ssrc(&self, ssrc: u32) -> Option<TrackId> {
-        self.rx_by_ssrc.get(&ssrc).copied()
+        self.rx_by_ssrc.get(&ssrc).map(|(id, _)| *id)
     }
 
     /// str0m's NACK count for a media: sent for a remote track, received
@@ -457,7 +515,7 @@ impl Tracks {
     }
 
     pub(crate) fn remote_ssrc(&self, id: TrackId) -> Option<u32> {
-        self.remote.get(&id).map(|t| t.ssrc)
+        self.remote.get(&id)?.layers.first().map(|l| l.leg.ssrc)
     }
 
     /// Writes one RTP packet of ours. The caller checked the payload type.
@@ -469,19 +527,26 @@ impl Tracks {
         pkt: RtpOut,
     ) -> Result<(), crate::Error> {
         let anchor = self.anchor;
+        let rtx_leg = self.rtx_leg;
         let t = self.local.get_mut(&id).ok_or(crate::Error::UnknownTrack)?;
         if t.state != LocalState::Accepted {
             return Err(crate::Error::TrackNotAccepted);
         }
+        let layer = t
+            .layers
+            .get_mut(pkt.layer as usize)
+            .ok_or(crate::Error::UnknownLayer(pkt.layer))?;
         // Extend the origin's 16-bit number from ROC 0 on this leg, so the
         // receiver (which assumes ROC 0) decrypts a stream joined anywhere.
-        let ext = match t.last_ext_seq {
+        let ext = match layer.last_ext_seq {
             None => pkt.sequence_number as u64,
             Some(prev) => extend_seq(prev, pkt.sequence_number),
         };
-        if t.last_ext_seq.is_none_or(|p| ext > p) {
-            t.last_ext_seq = Some(ext);
+        if layer.last_ext_seq.is_none_or(|p| ext > p) {
+            layer.last_ext_seq = Some(ext);
         }
+        let ssrc = layer.leg.ssrc;
+        let has_rtx = layer.leg.rtx.is_some();
         let wallclock = match (anchor, t.origin_report) {
             (Some((at, anchor_ntp)), Some(report)) => report
                 .ntp_of(pkt.timestamp, t.codec.clock_rate)
@@ -492,16 +557,17 @@ impl Tracks {
         // The track's own type crosses on its leg type (remapped with
         // `rtx`); another type crosses as is where the table has it.
         let (wire_pt, nackable) = if pkt.payload_type == t.codec.payload_type {
-            (t.leg_pt, t.rtx_ssrc.is_some())
-        } else if !self.rtx_leg || is_identity_in_rtx_table(pkt.payload_type) {
+            (t.leg_pt, has_rtx)
+        } else if !rtx_leg || is_identity_in_rtx_table(pkt.payload_type) {
             (pkt.payload_type, false)
         } else {
             return Err(crate::Error::PayloadType(pkt.payload_type));
         };
+        let ext_vals = hdrext::to_leg(&t.ext_ids, &pkt.header_extensions);
         let len = pkt.payload.len();
         let mut api = rtc.direct_api();
         let stream = api
-            .stream_tx(&Ssrc::from(t.ssrc))
+            .stream_tx(&Ssrc::from(ssrc))
             .ok_or(crate::Error::UnknownTrack)?;
         stream.write_rtp(
             RtpWrite::new(
@@ -512,6 +578,7 @@ impl Tracks {
                 pkt.payload.to_vec(),
             )
             .marker(pkt.marker)
+            .ext_vals(ext_vals)
             .nackable(nackable),
         );
         t.stats.packets += 1;
@@ -532,13 +599,16 @@ impl Tracks {
         if self.anchor.is_none() {
             self.anchor = Some((now, report.ntp));
         }
-        Ok(t.ssrc)
+        t.layers
+            .first()
+            .map(|l| l.leg.ssrc)
+            .ok_or(crate::Error::UnknownTrack)
     }
 
     /// A packet arrived on a remote track.
     pub(crate) fn on_rtp(&mut self, pkt: str0m::rtp::RtpPacket) -> Option<Vec<crate::Event>> {
         let ssrc: u32 = *pkt.header.ssrc;
-        let id = *self.rx_by_ssrc.get(&ssrc)?;
+        let (id, layer_index) = *self.rx_by_ssrc.get(&ssrc)?;
         let t = self.remote.get_mut(&id)?;
         let now = pkt.timestamp;
         let mut out = Vec::new();
@@ -548,14 +618,23 @@ impl Tracks {
         }
         t.last_rtp = Some(now);
         let ext = *pkt.seq_no;
-        let first = *t.first_seq.get_or_insert(ext);
-        if ext > t.max_seq || t.stats.packets == 0 {
-            t.max_seq = ext.max(t.max_seq);
+        let layer = t.layers.get_mut(layer_index)?;
+        let first = *layer.first_seq.get_or_insert(ext);
+        if ext > layer.max_seq || layer.packets == 0 {
+            layer.max_seq = ext.max(layer.max_seq);
         }
+        layer.packets += 1;
         t.stats.packets += 1;
         t.stats.bytes += pkt.payload.len() as u64;
-        let expected = t.max_seq.saturating_sub(first) + 1;
-        t.stats.lost = expected.saturating_sub(t.stats.packets);
+        t.stats.lost = t
+            .layers
+            .iter()
+            .filter_map(|l| {
+                let first = l.first_seq?;
+                Some((l.max_seq.saturating_sub(first) + 1).saturating_sub(l.packets))
+            })
+            .sum();
+        let _ = first;
         // RFC 3550 interarrival jitter, in clock units, on arrival times
         // relative to the track's first packet.
         let rate = t.codec.clock_rate.max(1) as f64;
@@ -575,6 +654,7 @@ impl Tracks {
         t.rate.add(now, pkt.payload.len(), &mut t.stats);
         out.push(crate::Event::Rtp(Box::new(RtpIn {
             track: id,
+            layer: layer_index as u8,
             ssrc,
             payload_type: if *pkt.header.payload_type == t.leg_pt {
                 t.codec.payload_type
@@ -585,6 +665,7 @@ impl Tracks {
             extended_sequence_number: ext,
             timestamp: pkt.header.timestamp,
             marker: pkt.header.marker,
+            header_extensions: hdrext::from_leg(&t.ext_ids, &pkt.header.ext_vals),
             extensions: pkt.header.ext_vals.clone(),
             payload: pkt.payload.clone(),
             received: now,
@@ -593,24 +674,34 @@ impl Tracks {
     }
 
     /// The remote asked for a keyframe on one of our tracks (str0m names
-    /// the mid; each track has its own).
+    /// the mid, each track has its own, and the rid of a simulcast layer).
     pub(crate) fn on_keyframe_request(
         &mut self,
         mid: Mid,
+        rid: Option<Rid>,
         kind: KeyframeRequestKind,
     ) -> Option<crate::Event> {
         let id = *self.tx_by_mid.get(&mid)?;
         let t = self.local.get_mut(&id)?;
         t.stats.keyframe_requests += 1;
+        let layer = t
+            .layers
+            .iter()
+            .position(|l| l.leg.rid.as_deref().map(Rid::from) == rid)
+            .unwrap_or(0) as u8;
         let kind = match kind {
             KeyframeRequestKind::Fir => KeyframeKind::Fir,
             _ => KeyframeKind::Pli,
         };
-        Some(crate::Event::KeyframeRequest { track: id, kind })
+        Some(crate::Event::KeyframeRequest {
+            track: id,
+            layer,
+            kind,
+        })
     }
 
-    /// Asks for a keyframe on a remote track, at most once per `interval`;
-    /// requests within it are merged into one sent when it ends.
+    /// Asks for a keyframe on a remote track (every layer), at most once per
+    /// `interval`; requests within it are merged into one sent when it ends.
     pub(crate) fn request_keyframe(
         &mut self,
         rtc: &mut Rtc,
@@ -637,7 +728,7 @@ impl Tracks {
 
     /// Records an in-band origin report for a remote track.
     pub(crate) fn on_origin_report(&mut self, ssrc: u32, report: SenderReport) -> Option<TrackId> {
-        let id = *self.rx_by_ssrc.get(&ssrc)?;
+        let (id, _) = *self.rx_by_ssrc.get(&ssrc)?;
         self.remote.get_mut(&id)?.report = Some(report);
         Some(id)
     }
@@ -713,8 +804,15 @@ fn send_keyframe_request(rtc: &mut Rtc, t: &mut RemoteTrack, now: Instant, kind:
         KeyframeKind::Fir => KeyframeRequestKind::Fir,
         KeyframeKind::Pli => KeyframeRequestKind::Pli,
     };
-    if let Some(stream) = rtc.direct_api().stream_rx(&Ssrc::from(t.ssrc)) {
-        stream.request_keyframe(kind);
+    let mut api = rtc.direct_api();
+    let mut sent = false;
+    for l in &t.layers {
+        if let Some(stream) = api.stream_rx(&Ssrc::from(l.leg.ssrc)) {
+            stream.request_keyframe(kind);
+            sent = true;
+        }
+    }
+    if sent {
         t.stats.keyframe_requests += 1;
         t.last_keyframe_request = Some(now);
     }

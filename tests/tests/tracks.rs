@@ -68,13 +68,7 @@ fn rtp_on(pair: &Pair, side: Side, track: TrackId) -> Vec<RtpIn> {
 }
 
 fn packet(pt: u8, seq: u16, ts: u32, marker: bool, payload: Vec<u8>) -> RtpOut {
-    RtpOut {
-        payload_type: pt,
-        sequence_number: seq,
-        timestamp: ts,
-        marker,
-        payload: Bytes::from(payload),
-    }
+    RtpOut::new(pt, seq, ts, marker, Bytes::from(payload))
 }
 
 /// A 30 fps video track with a keyframe every 2 s (8 packets) and 2 packets
@@ -491,7 +485,7 @@ fn keyframe_requests_reach_the_sender_and_are_merged() {
         .log
         .iter()
         .filter_map(|(t, e)| match e {
-            Event::KeyframeRequest { track, kind } if *track == tx => Some((*t, *kind)),
+            Event::KeyframeRequest { track, kind, .. } if *track == tx => Some((*t, *kind)),
             _ => None,
         })
         .collect();
@@ -872,4 +866,266 @@ fn a_bad_track_signal_from_the_remote_is_refused_and_counted() {
             .any(|(_, e)| matches!(e, Event::Track { .. } | Event::Request(_)))
     );
     assert_eq!(pair.peer(Side::B).stats().drops.refused_tracks, 2);
+}
+
+#[test]
+fn the_origins_header_extensions_cross_with_their_values() {
+    use relay_proto::{HeaderExtension, TrackOptions};
+    let mut pair = connected(15, NetConfig::rtt(Duration::from_millis(10)));
+    let exts = vec![
+        HeaderExtension {
+            id: 1,
+            uri: "urn:ietf:params:rtp-hdrext:ssrc-audio-level".into(),
+        },
+        HeaderExtension {
+            id: 3,
+            uri: "urn:example:custom-long".into(),
+        },
+        HeaderExtension {
+            id: 7,
+            uri: "urn:3gpp:video-orientation".into(),
+        },
+    ];
+    let now = pair.now;
+    let options = TrackOptions {
+        header_extensions: exts.clone(),
+        simulcast: vec![],
+    };
+    let tx = pair
+        .peer(Side::A)
+        .add_track_with(now, TrackMeta::new("s", "v"), TrackCodec::vp8(96), options)
+        .unwrap();
+    pair.collect();
+    pair.drive_until(Duration::from_secs(1), |p| {
+        p.nodes[0]
+            .log
+            .iter()
+            .any(|(_, e)| *e == Event::TrackAdded(tx))
+    });
+    let (rx, signalled) = pair.nodes[1]
+        .log
+        .iter()
+        .find_map(|(_, e)| match e {
+            Event::Track {
+                track,
+                header_extensions,
+                ..
+            } => Some((*track, header_extensions.clone())),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(signalled, exts, "the receiver learns the origin's map");
+    for i in 0..5u16 {
+        let mut pkt = packet(96, i, i as u32 * 3000, true, vec![i as u8; 100]);
+        pkt.header_extensions = vec![
+            (1, Bytes::from(vec![0x80 | (30 + i as u8)])),
+            (3, Bytes::from(vec![0xAB; 20 + i as usize])), // over 16 bytes: two-byte form
+            (7, Bytes::from(vec![i as u8 & 3])),
+            (9, Bytes::from_static(b"not signalled")),
+        ];
+        let now = pair.now;
+        pair.peer(Side::A).write_rtp(now, tx, pkt).unwrap();
+        pair.collect();
+        pair.drive_for(Duration::from_millis(20));
+    }
+    pair.drive_for(Duration::from_millis(100));
+    let got = rtp_on(&pair, Side::B, rx);
+    assert_eq!(got.len(), 5);
+    for (i, p) in got.iter().enumerate() {
+        let mut h = p.header_extensions.clone();
+        h.sort_by_key(|(id, _)| *id);
+        assert_eq!(
+            h,
+            vec![
+                (1, Bytes::from(vec![0x80 | (30 + i as u8)])),
+                (3, Bytes::from(vec![0xAB; 20 + i])),
+                (7, Bytes::from(vec![i as u8 & 3])),
+            ],
+            "packet {i}"
+        );
+    }
+}
+
+#[test]
+fn simulcast_layers_cross_each_on_its_own_ssrc() {
+    use relay_proto::TrackOptions;
+    let mut pair = connected(16, NetConfig::rtt(Duration::from_millis(10)));
+    let now = pair.now;
+    let options = TrackOptions {
+        header_extensions: vec![],
+        simulcast: vec!["q".into(), "h".into(), "f".into()],
+    };
+    let tx = pair
+        .peer(Side::A)
+        .add_track_with(now, TrackMeta::new("s", "v"), TrackCodec::vp8(96), options)
+        .unwrap();
+    pair.collect();
+    pair.drive_until(Duration::from_secs(1), |p| {
+        p.nodes[0]
+            .log
+            .iter()
+            .any(|(_, e)| *e == Event::TrackAdded(tx))
+    });
+    let (rx, layers) = pair.nodes[1]
+        .log
+        .iter()
+        .find_map(|(_, e)| match e {
+            Event::Track { track, layers, .. } => Some((*track, layers.clone())),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(layers, vec!["q", "h", "f"]);
+    // Each layer has its own sequence space, as an origin's simulcast does.
+    for i in 0..10u16 {
+        for layer in 0..3u8 {
+            let mut pkt = packet(
+                96,
+                1000 * layer as u16 + i,
+                i as u32 * 3000,
+                true,
+                vec![layer; 50 + layer as usize * 100],
+            );
+            pkt.layer = layer;
+            let now = pair.now;
+            pair.peer(Side::A).write_rtp(now, tx, pkt).unwrap();
+        }
+        pair.collect();
+        pair.drive_for(Duration::from_millis(33));
+    }
+    let now = pair.now;
+    let mut bad = packet(96, 1, 1, false, vec![1]);
+    bad.layer = 3;
+    assert!(matches!(
+        pair.peer(Side::A).write_rtp(now, tx, bad),
+        Err(Error::UnknownLayer(3))
+    ));
+    pair.drive_for(Duration::from_millis(100));
+    let got = rtp_on(&pair, Side::B, rx);
+    assert_eq!(got.len(), 30);
+    for layer in 0..3u8 {
+        let of_layer: Vec<_> = got.iter().filter(|p| p.layer == layer).collect();
+        assert_eq!(of_layer.len(), 10);
+        assert!(
+            of_layer
+                .iter()
+                .all(|p| p.payload[0] == layer && p.payload.len() == 50 + layer as usize * 100)
+        );
+        assert_eq!(
+            of_layer
+                .iter()
+                .map(|p| p.sequence_number)
+                .collect::<Vec<_>>(),
+            (0..10).map(|i| 1000 * layer as u16 + i).collect::<Vec<_>>()
+        );
+    }
+    let ssrcs: std::collections::HashSet<u32> = got.iter().map(|p| p.ssrc).collect();
+    assert_eq!(ssrcs.len(), 3);
+    // A keyframe request asks every layer.
+    let now = pair.now;
+    pair.peer(Side::B)
+        .request_keyframe(now, rx, KeyframeKind::Pli)
+        .unwrap();
+    pair.collect();
+    pair.drive_for(Duration::from_millis(50));
+    let mut asked: Vec<u8> = pair.nodes[0]
+        .log
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::KeyframeRequest { track, layer, .. } if *track == tx => Some(*layer),
+            _ => None,
+        })
+        .collect();
+    asked.sort_unstable();
+    assert_eq!(asked, vec![0, 1, 2]);
+}
+
+#[test]
+fn simulcast_and_header_extensions_need_the_remote_to_announce_them() {
+    use relay_proto::{HeaderExtension, TrackOptions};
+    let mut b = config_for(Side::B);
+    b.announce_extensions = false;
+    let mut pair = Pair::new(17, NetConfig::ideal(), config_for(Side::A), b);
+    pair.connect();
+    let now = pair.now;
+    let sim = TrackOptions {
+        header_extensions: vec![],
+        simulcast: vec!["q".into(), "f".into()],
+    };
+    assert!(matches!(
+        pair.peer(Side::A)
+            .add_track_with(now, TrackMeta::new("s", "v"), TrackCodec::vp8(96), sim),
+        Err(Error::ExtensionNotNegotiated("simulcast"))
+    ));
+    let ext = TrackOptions {
+        header_extensions: vec![HeaderExtension {
+            id: 1,
+            uri: "urn:x".into(),
+        }],
+        simulcast: vec![],
+    };
+    assert!(matches!(
+        pair.peer(Side::A)
+            .add_track_with(now, TrackMeta::new("s", "v"), TrackCodec::vp8(96), ext),
+        Err(Error::ExtensionNotNegotiated("header-extensions"))
+    ));
+}
+
+#[test]
+fn two_origins_clashing_payload_types_are_remapped_on_the_leg() {
+    // Two origins both use payload type 100: one for Opus, one for VP8. On
+    // the leg each track rides its clock rate's type (with retransmission),
+    // and the receiver gets 100 back on both.
+    let net = NetConfig {
+        latency: Duration::from_millis(10),
+        jitter: Duration::ZERO,
+        loss: 0.05,
+        duplicate: 0.0,
+    };
+    let mut pair = connected(18, net);
+    let (v_tx, v_rx) = add_track(
+        &mut pair,
+        Side::A,
+        TrackMeta::new("one", "v"),
+        TrackCodec::vp8(100),
+    );
+    let (a_tx, a_rx) = add_track(
+        &mut pair,
+        Side::A,
+        TrackMeta::new("two", "a"),
+        TrackCodec::opus(100),
+    );
+    for i in 0..200u16 {
+        let now = pair.now;
+        pair.peer(Side::A)
+            .write_rtp(
+                now,
+                v_tx,
+                packet(100, i, i as u32 * 3000, true, vec![1; 900]),
+            )
+            .unwrap();
+        pair.peer(Side::A)
+            .write_rtp(
+                now,
+                a_tx,
+                packet(100, i, i as u32 * 960, false, vec![2; 120]),
+            )
+            .unwrap();
+        pair.collect();
+        pair.drive_for(Duration::from_millis(20));
+    }
+    pair.drive_for(Duration::from_secs(1));
+    for (rx, byte) in [(v_rx, 1u8), (a_rx, 2u8)] {
+        let got = rtp_on(&pair, Side::B, rx);
+        let distinct: std::collections::HashSet<u16> =
+            got.iter().map(|p| p.sequence_number).collect();
+        assert_eq!(
+            distinct.len(),
+            200,
+            "every packet of each track, despite 5 % loss"
+        );
+        assert!(
+            got.iter()
+                .all(|p| p.payload_type == 100 && p.payload[0] == byte)
+        );
+    }
 }

@@ -5,8 +5,9 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use relay_proto::wire::{
     Announcement, CandidateProtocol, CandidateType, CodecParameters, DecodeError, DtlsFingerprint,
-    DtlsParameters, DtlsRole, Encodings, Envelope, IceParameters, RtcpFeedback, RtxEncoding,
-    SctpCapabilities, Signal, SignalCandidate, TrackInfo, TrackSignal,
+    DtlsParameters, DtlsRole, Encodings, Envelope, HeaderExtensionMap, IceParameters,
+    LayerEncoding, RtcpFeedback, RtxEncoding, SctpCapabilities, Signal, SignalCandidate,
+    TrackExtensions, TrackInfo, TrackSignal,
 };
 use serde_json::Value;
 
@@ -369,12 +370,17 @@ fn ignores_unknown_keys_top_level_and_nested() {
     let mut t = json(&fixture("track-signal.json"));
     t["encodings"]["headerExtensions"] = serde_json::json!([{"uri": "x", "id": 1}]);
     t["trackInfo"]["codecParameters"]["StatsID"] = serde_json::json!("x");
-    t["relay"] = serde_json::json!({});
+    t["later"] = serde_json::json!({});
+    t["relay"] = serde_json::json!({"future": 1});
     let decoded = TrackSignal::decode(&serde_json::to_vec(&t).unwrap()).unwrap();
     assert_eq!(
-        decoded,
+        TrackSignal {
+            relay: None,
+            ..decoded.clone()
+        },
         TrackSignal::decode(&fixture("track-signal.json")).unwrap()
     );
+    assert_eq!(decoded.relay, Some(TrackExtensions::default()));
 
     let e = Envelope::decode(br#"{"id":5,"reply":true,"event":"x","payload":null,"extra":[1]}"#)
         .unwrap();
@@ -883,6 +889,23 @@ fn any_track_signal() -> impl Strategy<Value = TrackSignal> {
             rtx: RtxEncoding { ssrc: rtx },
         },
     );
+    let extensions = proptest::option::of(
+        (
+            proptest::collection::vec(
+                (any_text(), any::<u8>()).prop_map(|(uri, id)| HeaderExtensionMap { uri, id }),
+                0..4,
+            ),
+            proptest::collection::vec(
+                (any_text(), any::<u32>(), any::<u32>())
+                    .prop_map(|(rid, ssrc, rtx)| LayerEncoding { rid, ssrc, rtx }),
+                0..4,
+            ),
+        )
+            .prop_map(|(header_extensions, layers)| TrackExtensions {
+                header_extensions,
+                layers,
+            }),
+    );
     (
         encodings,
         any_ice(),
@@ -890,6 +913,7 @@ fn any_track_signal() -> impl Strategy<Value = TrackSignal> {
         any_text(),
         any_text(),
         codec,
+        extensions,
     )
         .prop_map(
             |(
@@ -899,6 +923,7 @@ fn any_track_signal() -> impl Strategy<Value = TrackSignal> {
                 stream_id,
                 track_id,
                 codec_parameters,
+                relay,
             )| {
                 TrackSignal {
                     encodings,
@@ -909,6 +934,7 @@ fn any_track_signal() -> impl Strategy<Value = TrackSignal> {
                         track_id,
                         codec_parameters,
                     },
+                    relay,
                 }
             },
         )

@@ -1,6 +1,9 @@
 //! The track half of the peer's API (PROTOCOL.md A.4 and our extensions).
 
 use super::*;
+use crate::media::{HeaderExtension, TrackOptions};
+use crate::tracks::{LegLayer, TrackSetup};
+use crate::wire::{HeaderExtensionMap, LayerEncoding, TrackExtensions};
 
 impl Peer {
     // ---------------------------------------------------------------- tracks
@@ -19,6 +22,19 @@ impl Peer {
         meta: TrackMeta,
         codec: TrackCodec,
     ) -> Result<TrackId, Error> {
+        self.add_track_with(now, meta, codec, TrackOptions::default())
+    }
+
+    /// [`Peer::add_track`] with simulcast layers and the origin's header
+    /// extensions (our extensions: both need the remote to announce them,
+    /// else the add fails with [`Error::ExtensionNotNegotiated`]).
+    pub fn add_track_with(
+        &mut self,
+        now: Instant,
+        meta: TrackMeta,
+        codec: TrackCodec,
+        options: TrackOptions,
+    ) -> Result<TrackId, Error> {
         self.check_open()?;
         if !payload_type_is_carried(codec.payload_type) {
             return Err(Error::PayloadType(codec.payload_type));
@@ -31,42 +47,89 @@ impl Peer {
                 "make or accept an offer before adding tracks",
             ));
         }
+        if !options.simulcast.is_empty() && !self.feature_enabled(FEATURE_SIMULCAST) {
+            return Err(Error::ExtensionNotNegotiated(FEATURE_SIMULCAST));
+        }
+        if !options.header_extensions.is_empty() && !self.feature_enabled(FEATURE_HEADER_EXTENSIONS)
+        {
+            return Err(Error::ExtensionNotNegotiated(FEATURE_HEADER_EXTENSIONS));
+        }
+        if options.header_extensions.len() > crate::hdrext::SLOT_IDS.len() {
+            return Err(Error::TooManyHeaderExtensions(
+                options.header_extensions.len(),
+            ));
+        }
         self.advance(now);
-        let ssrc = self.tracks.new_ssrc(&mut self.ssrc_rng);
-        let mut signal = TrackSignal::new(ssrc, meta.stream_id, meta.track_id, codec.to_wire());
         // With `rtx` the leg carries the track on a type that has a resend
-        // type, and a retransmission SSRC (Go's own `rtx.ssrc` field).
-        let (leg_pt, rtx_ssrc) = if self.tracks.rtx_leg {
-            let (leg, rtx_pt) = tracks::leg_payload_type(&codec);
-            let rtx_ssrc = rtx_pt.map(|_| {
-                let s = self.tracks.new_ssrc(&mut self.ssrc_rng);
-                if s == ssrc {
-                    s.wrapping_add(1).max(1)
-                } else {
-                    s
-                }
-            });
-            (leg, rtx_ssrc)
+        // type, and each encoding gets a retransmission SSRC (Go's own
+        // `rtx.ssrc` field).
+        let (leg_pt, rtx_pt) = if self.tracks.rtx_leg {
+            tracks::leg_payload_type(&codec)
         } else {
             (codec.payload_type, None)
         };
+        let rids: Vec<Option<String>> = if options.simulcast.is_empty() {
+            vec![None]
+        } else {
+            options.simulcast.iter().cloned().map(Some).collect()
+        };
+        let layers: Vec<LegLayer> = rids
+            .into_iter()
+            .map(|rid| LegLayer {
+                rid,
+                ssrc: self.tracks.new_ssrc(&mut self.ssrc_rng),
+                rtx: rtx_pt.map(|_| self.tracks.new_ssrc(&mut self.ssrc_rng)),
+            })
+            .collect();
+        let first = &layers[0];
+        let mut signal =
+            TrackSignal::new(first.ssrc, meta.stream_id, meta.track_id, codec.to_wire());
         signal.encodings.payload_type = leg_pt;
-        signal.encodings.rtx.ssrc = rtx_ssrc.unwrap_or(0);
-        let request = self.send_request(
+        signal.encodings.rtx.ssrc = first.rtx.unwrap_or(0);
+        signal.encodings.rid = first.rid.clone().unwrap_or_default();
+        if !options.simulcast.is_empty() || !options.header_extensions.is_empty() {
+            signal.relay = Some(TrackExtensions {
+                header_extensions: options
+                    .header_extensions
+                    .iter()
+                    .map(|h| HeaderExtensionMap {
+                        uri: h.uri.clone(),
+                        id: h.id,
+                    })
+                    .collect(),
+                layers: if options.simulcast.is_empty() {
+                    Vec::new()
+                } else {
+                    layers
+                        .iter()
+                        .map(|l| LayerEncoding {
+                            rid: l.rid.clone().unwrap_or_default(),
+                            ssrc: l.ssrc,
+                            rtx: l.rtx.unwrap_or(0),
+                        })
+                        .collect()
+                },
+            });
+        }
+        let request = match self.send_request(
             TRACK_EVENT,
             Some(Bytes::from(signal.encode())),
             self.config.track_request_timeout,
-        )?;
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                self.tracks.release_ssrcs(&layers);
+                return Err(e);
+            }
+        };
         let prefix = self.mid_prefix();
-        let id = self.tracks.add_local(
-            &mut self.rtc,
+        let setup = TrackSetup {
             codec,
-            ssrc,
+            layers,
             leg_pt,
-            rtx_ssrc,
-            request,
-            prefix,
-        );
+            ext_ids: options.header_extensions.iter().map(|h| h.id).collect(),
+        };
+        let id = self.tracks.add_local(&mut self.rtc, setup, request, prefix);
         self.drain();
         Ok(id)
     }
@@ -214,17 +277,58 @@ impl Peer {
         let ssrc = signal.encodings.ssrc;
         // A base peer's leg type is the origin's and it has no RTX; with
         // `rtx` the encodings name the leg type and the RTX SSRC.
-        let (leg_pt, rtx_ssrc) = if self.tracks.rtx_leg {
-            let rtx = signal.encodings.rtx.ssrc;
-            (signal.encodings.payload_type, (rtx != 0).then_some(rtx))
+        let rtx_of = |r: u32| (self.tracks.rtx_leg && r != 0).then_some(r);
+        let leg_pt = if self.tracks.rtx_leg {
+            signal.encodings.payload_type
         } else {
-            (codec.payload_type, None)
+            codec.payload_type
+        };
+        let extras = signal
+            .relay
+            .clone()
+            .filter(|_| self.remote_speaks_extensions())
+            .unwrap_or_default();
+        let layers: Vec<LegLayer> =
+            if extras.layers.is_empty() || !self.feature_enabled(FEATURE_SIMULCAST) {
+                vec![LegLayer {
+                    rid: None,
+                    ssrc,
+                    rtx: rtx_of(signal.encodings.rtx.ssrc),
+                }]
+            } else {
+                extras
+                    .layers
+                    .iter()
+                    .map(|l| LegLayer {
+                        rid: Some(l.rid.clone()),
+                        ssrc: l.ssrc,
+                        rtx: rtx_of(l.rtx),
+                    })
+                    .collect()
+            };
+        let header_extensions: Vec<HeaderExtension> =
+            if self.feature_enabled(FEATURE_HEADER_EXTENSIONS) {
+                extras
+                    .header_extensions
+                    .iter()
+                    .take(crate::hdrext::SLOT_IDS.len())
+                    .map(|h| HeaderExtension {
+                        id: h.id,
+                        uri: h.uri.clone(),
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+        let rids: Vec<String> = layers.iter().filter_map(|l| l.rid.clone()).collect();
+        let setup = TrackSetup {
+            codec: codec.clone(),
+            layers,
+            leg_pt,
+            ext_ids: header_extensions.iter().map(|h| h.id).collect(),
         };
         let prefix = self.mid_prefix();
-        match self
-            .tracks
-            .add_remote(&mut self.rtc, ssrc, codec.clone(), leg_pt, rtx_ssrc, prefix)
-        {
+        match self.tracks.add_remote(&mut self.rtc, setup, prefix) {
             Ok(track) => {
                 info!(peer = %self.meta.peer_id, ssrc, mime = %codec.mime_type, "remote track");
                 self.push_event(Event::Track {
@@ -235,6 +339,8 @@ impl Peer {
                     },
                     codec,
                     ssrc,
+                    layers: rids,
+                    header_extensions,
                 });
                 // The reply tells the sender it may start RTP, so it goes
                 // after the Track event: no RTP can precede it.

@@ -49,6 +49,8 @@ pub const EXTENSION_VERSION: u32 = 1;
 pub const FEATURES: &[&str] = &[
     FEATURE_FAST_SETUP,
     FEATURE_RTX,
+    FEATURE_HEADER_EXTENSIONS,
+    FEATURE_SIMULCAST,
     FEATURE_TRACK_REMOVE,
     FEATURE_SENDER_REPORT,
     FEATURE_FIR,
@@ -60,6 +62,10 @@ pub const FEATURE_FAST_SETUP: &str = "fast-setup";
 /// Feature: retransmission on the relay leg. Tracks are remapped onto leg
 /// payload types that have resend types, and get an RTX SSRC.
 pub const FEATURE_RTX: &str = "rtx";
+/// Feature: the origin's header extensions cross with their values.
+pub const FEATURE_HEADER_EXTENSIONS: &str = "header-extensions";
+/// Feature: tracks with several simulcast layers.
+pub const FEATURE_SIMULCAST: &str = "simulcast";
 /// SCTP stream of the signalling channel with fast setup.
 const SIGNAL_STREAM_FAST: u16 = 0;
 
@@ -1087,7 +1093,7 @@ impl Peer {
                 }
             }
             RtcEvent::KeyframeRequest(req) => {
-                if let Some(e) = self.tracks.on_keyframe_request(req.mid, req.kind) {
+                if let Some(e) = self.tracks.on_keyframe_request(req.mid, req.rid, req.kind) {
                     self.push_event(e);
                 }
             }
@@ -1203,6 +1209,7 @@ fn build_rtc(
         .set_local_ice_credentials(creds.clone())
         // Per-media counters (NACKs) once a second, for track stats.
         .set_stats_interval(Some(Duration::from_secs(1)))
+        .set_extension_map(crate::hdrext::leg_extension_map())
         .build(now)
 }
 

@@ -19,7 +19,10 @@ pub use signal::{
     Announcement, CandidateProtocol, CandidateType, DtlsFingerprint, DtlsParameters, DtlsRole,
     IceParameters, SctpCapabilities, Signal, SignalCandidate,
 };
-pub use track::{CodecParameters, Encodings, RtcpFeedback, RtxEncoding, TrackInfo, TrackSignal};
+pub use track::{
+    CodecParameters, Encodings, HeaderExtensionMap, LayerEncoding, RtcpFeedback, RtxEncoding,
+    TrackExtensions, TrackInfo, TrackSignal,
+};
 
 /// Largest envelope a base (Go) peer reads: 65 535 bytes.
 ///

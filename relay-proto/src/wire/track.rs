@@ -28,6 +28,42 @@ pub struct TrackSignal {
     pub dtls_parameters: DtlsParameters,
     /// Stream, track and codec.
     pub track_info: TrackInfo,
+    /// Our extensions (PROTOCOL.md part B), under the key `relay`; sent only
+    /// to a peer that announced them, ignored by Go.
+    pub relay: Option<TrackExtensions>,
+}
+
+/// The `relay` key of a track signal: what a track carries beyond the base
+/// protocol (`docs/protocol.md`, B.7 and B.8).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TrackExtensions {
+    /// The origin's header extensions this track carries: each URI with the
+    /// id the origin gave it. On the relay leg they travel under the ids of
+    /// the list's order (see `docs/protocol.md`).
+    pub header_extensions: Vec<HeaderExtensionMap>,
+    /// Simulcast layers; empty for a single encoding (then `encodings`
+    /// describes it).
+    pub layers: Vec<LayerEncoding>,
+}
+
+/// One header extension of a track: its URI and the origin's id.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HeaderExtensionMap {
+    /// The extension's URI.
+    pub uri: String,
+    /// The origin's id for it (1..=255).
+    pub id: u8,
+}
+
+/// One simulcast layer of a track.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LayerEncoding {
+    /// The layer's RTP stream id.
+    pub rid: String,
+    /// Its SSRC on the relay leg.
+    pub ssrc: u32,
+    /// Its retransmission SSRC (0 for none).
+    pub rtx: u32,
 }
 
 /// The single encoding of a track (pion's `RTPCodingParameters`).
@@ -112,6 +148,7 @@ impl TrackSignal {
                 track_id,
                 codec_parameters: codec,
             },
+            relay: None,
         }
     }
 
@@ -159,7 +196,35 @@ impl TrackSignal {
         }
         out.push_str("],\"PayloadType\":");
         push_uint(&mut out, c.payload_type);
-        out.push_str("}}}");
+        out.push_str("}}");
+        if let Some(x) = &self.relay {
+            out.push_str(",\"relay\":{\"headerExtensions\":[");
+            for (i, h) in x.header_extensions.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"uri\":");
+                push_json_str(&mut out, &h.uri);
+                out.push_str(",\"id\":");
+                push_uint(&mut out, h.id);
+                out.push('}');
+            }
+            out.push_str("],\"layers\":[");
+            for (i, l) in x.layers.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"rid\":");
+                push_json_str(&mut out, &l.rid);
+                out.push_str(",\"ssrc\":");
+                push_uint(&mut out, l.ssrc);
+                out.push_str(",\"rtx\":");
+                push_uint(&mut out, l.rtx);
+                out.push('}');
+            }
+            out.push_str("]}");
+        }
+        out.push('}');
         out.into_bytes()
     }
 
@@ -191,11 +256,40 @@ impl TrackSignal {
             track_id: info.string("trackId")?,
             codec_parameters: read_codec(&info.required_object("codecParameters")?)?,
         };
+        let relay = match root.object("relay")? {
+            Some(x) => Some(TrackExtensions {
+                header_extensions: x
+                    .object_array("headerExtensions")?
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|h| {
+                        Ok(HeaderExtensionMap {
+                            uri: h.string("uri")?,
+                            id: h.uint("id")?,
+                        })
+                    })
+                    .collect::<Result<_, DecodeError>>()?,
+                layers: x
+                    .object_array("layers")?
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|l| {
+                        Ok(LayerEncoding {
+                            rid: l.string("rid")?,
+                            ssrc: l.uint("ssrc")?,
+                            rtx: l.uint("rtx")?,
+                        })
+                    })
+                    .collect::<Result<_, DecodeError>>()?,
+            }),
+            None => None,
+        };
         Ok(TrackSignal {
             encodings,
             ice_parameters: read_ice(&root)?,
             dtls_parameters: read_dtls(&root)?,
             track_info,
+            relay,
         })
     }
 }
