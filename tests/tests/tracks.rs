@@ -24,10 +24,27 @@ fn add_track(
     meta: TrackMeta,
     codec: TrackCodec,
 ) -> (TrackId, TrackId) {
+    add_track_with(
+        pair,
+        side,
+        meta,
+        codec,
+        relay_proto::TrackOptions::default(),
+    )
+}
+
+/// [`add_track`] with simulcast layers or header extensions.
+fn add_track_with(
+    pair: &mut Pair,
+    side: Side,
+    meta: TrackMeta,
+    codec: TrackCodec,
+    options: relay_proto::TrackOptions,
+) -> (TrackId, TrackId) {
     let now = pair.now;
     let id = pair
         .peer(side)
-        .add_track(now, meta.clone(), codec.clone())
+        .add_track_with(now, meta.clone(), codec.clone(), options)
         .unwrap();
     pair.collect();
     pair.drive_until(Duration::from_secs(3), |p| {
@@ -886,22 +903,17 @@ fn the_origins_header_extensions_cross_with_their_values() {
             uri: "urn:3gpp:video-orientation".into(),
         },
     ];
-    let now = pair.now;
     let options = TrackOptions {
         header_extensions: exts.clone(),
         simulcast: vec![],
     };
-    let tx = pair
-        .peer(Side::A)
-        .add_track_with(now, TrackMeta::new("s", "v"), TrackCodec::vp8(96), options)
-        .unwrap();
-    pair.collect();
-    pair.drive_until(Duration::from_secs(1), |p| {
-        p.nodes[0]
-            .log
-            .iter()
-            .any(|(_, e)| *e == Event::TrackAdded(tx))
-    });
+    let (tx, _) = add_track_with(
+        &mut pair,
+        Side::A,
+        TrackMeta::new("s", "v"),
+        TrackCodec::vp8(96),
+        options,
+    );
     let (rx, signalled) = pair.nodes[1]
         .log
         .iter()
@@ -950,22 +962,17 @@ fn the_origins_header_extensions_cross_with_their_values() {
 fn simulcast_layers_cross_each_on_its_own_ssrc() {
     use relay_proto::TrackOptions;
     let mut pair = connected(16, NetConfig::rtt(Duration::from_millis(10)));
-    let now = pair.now;
     let options = TrackOptions {
         header_extensions: vec![],
         simulcast: vec!["q".into(), "h".into(), "f".into()],
     };
-    let tx = pair
-        .peer(Side::A)
-        .add_track_with(now, TrackMeta::new("s", "v"), TrackCodec::vp8(96), options)
-        .unwrap();
-    pair.collect();
-    pair.drive_until(Duration::from_secs(1), |p| {
-        p.nodes[0]
-            .log
-            .iter()
-            .any(|(_, e)| *e == Event::TrackAdded(tx))
-    });
+    let (tx, _) = add_track_with(
+        &mut pair,
+        Side::A,
+        TrackMeta::new("s", "v"),
+        TrackCodec::vp8(96),
+        options,
+    );
     let (rx, layers) = pair.nodes[1]
         .log
         .iter()

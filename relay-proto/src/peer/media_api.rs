@@ -195,13 +195,7 @@ impl Peer {
                 "{{\"ssrc\":{ssrc},\"ntp\":{},\"rtp\":{}}}",
                 report.ntp, report.rtp
             );
-            let id = self.outbound.next_id();
-            self.enqueue(&Envelope {
-                id,
-                reply: false,
-                event: SENDER_REPORT_EVENT.into(),
-                payload: Some(Bytes::from(body)),
-            })?;
+            self.enqueue_message(SENDER_REPORT_EVENT, Some(Bytes::from(body)))?;
             self.drain();
         }
         Ok(())
@@ -219,13 +213,10 @@ impl Peer {
         if let Some(ssrc) = ssrc
             && self.feature_enabled(FEATURE_TRACK_REMOVE)
         {
-            let id = self.outbound.next_id();
-            self.enqueue(&Envelope {
-                id,
-                reply: false,
-                event: TRACK_REMOVE_EVENT.into(),
-                payload: Some(Bytes::from(format!("{{\"ssrc\":{ssrc}}}"))),
-            })?;
+            self.enqueue_message(
+                TRACK_REMOVE_EVENT,
+                Some(Bytes::from(format!("{{\"ssrc\":{ssrc}}}"))),
+            )?;
         }
         self.drain();
         Ok(())

@@ -643,13 +643,7 @@ impl Peer {
     /// before it. Drain the outputs afterwards.
     pub fn emit(&mut self, event: &str, payload: Option<Bytes>) -> Result<(), Error> {
         self.check_open()?;
-        let id = self.outbound.next_id();
-        self.enqueue(&Envelope {
-            id,
-            reply: false,
-            event: event.to_string(),
-            payload,
-        })?;
+        self.enqueue_message(event, payload)?;
         self.stats.emits_sent += 1;
         self.drain();
         Ok(())
@@ -683,13 +677,7 @@ impl Peer {
         if self.outbound.len() >= self.config.max_pending_requests {
             return Err(Error::TooManyRequests(self.config.max_pending_requests));
         }
-        let id = self.outbound.next_id();
-        self.enqueue(&Envelope {
-            id,
-            reply: false,
-            event: event.to_string(),
-            payload,
-        })?;
+        let id = self.enqueue_message(event, payload)?;
         self.outbound.insert(id, self.last_now + timeout);
         self.stats.requests_sent += 1;
         Ok(id)
@@ -756,6 +744,18 @@ impl Peer {
         self.send_queue_bytes += data.len();
         self.send_queue.push_back(data);
         self.drain();
+    }
+
+    /// Queues a message that is not a reply under a fresh id.
+    fn enqueue_message(&mut self, event: &str, payload: Option<Bytes>) -> Result<u64, Error> {
+        let id = self.outbound.next_id();
+        self.enqueue(&Envelope {
+            id,
+            reply: false,
+            event: event.to_string(),
+            payload,
+        })?;
+        Ok(id)
     }
 
     fn enqueue(&mut self, envelope: &Envelope) -> Result<(), Error> {
