@@ -374,3 +374,38 @@ fn garbage_datagrams_before_and_after_connecting_are_dropped_and_counted() {
     println!("drops after 1,000 garbage datagrams: {drops:?}");
     assert!(drops.bad_datagrams > 0);
 }
+
+/// The answerer's first connectivity checks usually reach the offerer before
+/// the answer does (the signal takes time); they must not be lost, or the
+/// answerer waits for its STUN retransmission (250 ms).
+#[test]
+fn a_late_answer_costs_no_retransmission() {
+    for announce in [true, false] {
+        for delay in [3u64, 10, 40] {
+            let mut b = config_for(Side::B);
+            b.announce_extensions = announce;
+            let net = NetConfig::rtt(Duration::from_micros(200));
+            let mut pair = Pair::new(30 + delay, net, config_for(Side::A), b);
+            let now = pair.now;
+            let offer = pair.peer(Side::A).create_offer(now).unwrap();
+            let answer = pair.peer(Side::B).accept_offer(now, &offer).unwrap();
+            pair.collect();
+            pair.drive_for(Duration::from_millis(delay));
+            let now = pair.now;
+            pair.peer(Side::A).accept_answer(now, &answer).unwrap();
+            pair.collect();
+            pair.drive_until(Duration::from_secs(5), |p| {
+                p.ready_at(Side::A).is_some() && p.ready_at(Side::B).is_some()
+            });
+            let (a, b) = (
+                pair.ready_at(Side::A).unwrap(),
+                pair.ready_at(Side::B).unwrap(),
+            );
+            println!(
+                "answer {delay} ms late (extensions {announce}): A ready {a:?}, B ready {b:?}"
+            );
+            let bound = Duration::from_millis(delay + 20);
+            assert!(a <= bound && b <= bound, "A {a:?}, B {b:?}");
+        }
+    }
+}

@@ -87,6 +87,9 @@ const SENDER_REPORT_EVENT: &str = "relay.sender-report";
 /// floods them before its signalling channel is open cannot grow memory).
 const MAX_PRE_READY_EVENTS: usize = 1024;
 
+/// Datagrams kept from before the answer, at most (see `Peer::early`).
+const MAX_EARLY: usize = 16;
+
 /// The smallest step the peer asks to be woken after `now`: str0m may name
 /// a deadline at or before the time just handled, and a driver that obeyed
 /// it literally would spin without time moving.
@@ -215,6 +218,11 @@ pub struct Peer {
     snap: Option<SctpInitData>,
     cert: crate::DtlsCert,
     ice_creds: IceCreds,
+    /// Datagrams that reached the offerer before the answer: the answerer's
+    /// first connectivity checks usually beat its answer. If the `Rtc` is
+    /// rebuilt (the `rtx` table) they are fed to the new one, else the
+    /// answerer waits for its retransmission (250 ms).
+    early: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -305,6 +313,7 @@ impl Peer {
             snap: None,
             cert,
             ice_creds,
+            early: Vec::new(),
             config,
         })
     }
@@ -442,6 +451,16 @@ impl Peer {
             self.add_local_candidates()?;
         }
         self.apply_remote(prepared, signal.relay)?;
+        let early = std::mem::take(&mut self.early);
+        if rtx {
+            for (source, destination, data) in early {
+                if let Ok(r) = Receive::new(Protocol::Udp, source, destination, &data)
+                    && let Err(e) = self.rtc.handle_input(Input::Receive(self.last_now, r))
+                {
+                    self.on_rtc_error(e);
+                }
+            }
+        }
         let fast = snap.is_some();
         let mut api = self.rtc.direct_api();
         // PROTOCOL.md A.2: the ICE-controlling offerer is the DTLS server.
@@ -881,6 +900,9 @@ impl Peer {
             .handle_input(Input::Receive(self.last_now, receive))
         {
             self.on_rtc_error(e);
+        }
+        if self.role == Some(Role::Offerer) && !self.signalled && self.early.len() < MAX_EARLY {
+            self.early.push((source, destination, data.to_vec()));
         }
         self.drain();
     }
