@@ -1,0 +1,136 @@
+//! The `relay` command as a person runs it: real processes on loopback.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn relay() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_relay"))
+}
+
+fn run(args: &[&str]) -> Output {
+    relay().args(args).output().expect("relay runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `relay answer` in the background, killed on drop.
+struct Answerer(Child);
+
+impl Answerer {
+    fn start(port: u16, extra: &[&str]) -> Answerer {
+        let listen = format!("127.0.0.1:{port}");
+        let mut child = relay()
+            .args(["answer", "--listen", &listen, "--echo"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("relay answer starts");
+        // Wait for its first line: it is listening.
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next().expect("a line").expect("utf-8");
+        assert!(first.contains("POST offers to"), "{first}");
+        std::thread::spawn(move || for _ in lines.by_ref() {});
+        Answerer(child)
+    }
+}
+
+impl Drop for Answerer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn demo_runs_and_everything_crosses() {
+    let out = run(&["demo", "--requests", "200", "--emits", "50", "--messages", "50"]);
+    let t = text(&out);
+    println!("{t}");
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("200/200 answered"), "{t}");
+    assert!(t.contains("50/50 received"), "{t}");
+    assert!(t.contains("everything crossed"), "{t}");
+}
+
+#[test]
+fn offer_to_answer_over_http_with_requests() {
+    let port = free_port();
+    let _answerer = Answerer::start(port, &["--token", "s3cret"]);
+    let url = format!("http://127.0.0.1:{port}/relay");
+    let out = run(&["offer", "--signal", &url, "--token", "s3cret", "--requests", "20"]);
+    let t = text(&out);
+    println!("{t}");
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("20/20 requests answered"), "{t}");
+
+    // A wrong token is refused, and the reason is printed.
+    let out = run(&["offer", "--signal", &url, "--token", "wrong"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("HTTP 401") && t.contains("bearer token"), "{t}");
+}
+
+#[test]
+fn errors_name_their_cause() {
+    // Nothing listens there.
+    let port = free_port();
+    let out = run(&["offer", "--signal", &format!("http://127.0.0.1:{port}/relay")]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("unreachable"), "{t}");
+
+    // Not a URL we can use.
+    let out = run(&["offer", "--signal", "ftp://example/relay"]);
+    assert!(text(&out).contains("is not http://host:port/path"), "{}", text(&out));
+
+    // The port is taken.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run(&["answer", "--listen", &addr]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("port in use"), "{t}");
+
+    // Bad usage is exit code 2.
+    assert_eq!(run(&["offer"]).status.code(), Some(2));
+}
+
+#[test]
+fn the_peer_limit_refuses_with_a_reason() {
+    let port = free_port();
+    let _answerer = Answerer::start(port, &["--max-peers", "1"]);
+    let url = format!("http://127.0.0.1:{port}/relay");
+    // The first peer stays connected...
+    let mut first = relay()
+        .args(["offer", "--signal", &url, "--stay"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(first.stdout.take().unwrap()).lines();
+    let started = Instant::now();
+    let ready = lines.next().unwrap().unwrap();
+    assert!(ready.starts_with("ready"), "{ready}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // ...so the second is refused.
+    let out = run(&["offer", "--signal", &url]);
+    let t = text(&out);
+    let _ = first.kill();
+    let _ = first.wait();
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("HTTP 503") && t.contains("peer limit"), "{t}");
+}
