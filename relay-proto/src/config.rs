@@ -90,6 +90,11 @@ pub struct Config {
     /// [`Event::TrackInactive`](crate::Event::TrackInactive) (a base peer has
     /// no way to say it removed a track). `None` disables it. Default 5 s.
     pub track_inactive_after: Option<Duration>,
+    /// How long a data channel we open may take to open before it is given
+    /// up with [`ChannelError::OpenFailed`](crate::ChannelError::OpenFailed)
+    /// (its stream id taken by the remote at the same moment, say).
+    /// Default 5 s.
+    pub channel_open_timeout: Duration,
     /// Announce our extensions (PROTOCOL.md B.1). `false` makes the peer
     /// behave exactly like a base (Go) peer. Default `true`.
     pub announce_extensions: bool,
@@ -118,6 +123,7 @@ impl Config {
             track_request_timeout: Duration::from_secs(2),
             keyframe_request_interval: Duration::from_millis(500),
             track_inactive_after: Some(Duration::from_secs(5)),
+            channel_open_timeout: Duration::from_secs(5),
             announce_extensions: true,
             seed: 0,
             dtls_cert: None,

@@ -324,3 +324,49 @@ fn the_signalling_label_is_reserved() {
         Err(Error::Channel(ChannelError::ReservedLabel(_)))
     ));
 }
+
+#[test]
+fn a_channel_that_cannot_open_is_reported_not_left_pending() {
+    let mut a = relay_tests::config_for(Side::A);
+    a.channel_open_timeout = Duration::from_secs(2);
+    a.disconnect_grace = Duration::from_secs(120);
+    let mut b = relay_tests::config_for(Side::B);
+    b.disconnect_grace = Duration::from_secs(120);
+    let mut pair = Pair::new(8, NetConfig::rtt(Duration::from_millis(10)), a, b);
+    pair.connect();
+    pair.partitioned = true;
+    let id = pair
+        .peer(Side::A)
+        .create_data_channel("never", ChannelOptions::default())
+        .unwrap();
+    pair.collect();
+    let at = pair.elapsed();
+    pair.drive_until(Duration::from_secs(5), |p| {
+        p.nodes[0]
+            .log
+            .iter()
+            .any(|(_, e)| *e == Event::ChannelClosed(id))
+    });
+    let log = &pair.nodes[0].log;
+    let err = log
+        .iter()
+        .position(|(_, e)| {
+            *e == Event::ChannelError {
+                id,
+                error: ChannelError::OpenFailed,
+            }
+        })
+        .expect("the failure is reported");
+    let (when, _) = log[err];
+    println!("gave up after {:?}", when - at);
+    // Counted from the peer's last input, a little before `at`.
+    assert!(when - at >= Duration::from_millis(1900) && when - at < Duration::from_millis(2100));
+    assert!(matches!(
+        pair.peer(Side::A).channel_write(id, true, b"x"),
+        Err(Error::Channel(ChannelError::Unknown))
+    ));
+    assert!(
+        closes(&pair, Side::A).is_empty(),
+        "the peer itself stays up"
+    );
+}

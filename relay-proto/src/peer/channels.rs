@@ -29,6 +29,7 @@ impl Peer {
                 open: false,
                 remote: false,
                 blocked: false,
+                open_deadline: None,
             },
         );
         if self.signal_open {
@@ -57,6 +58,7 @@ impl Peer {
             protocol: String::new(),
         });
         ch.rtc_id = Some(rtc_id);
+        ch.open_deadline = Some(self.last_now + self.config.channel_open_timeout);
         self.by_rtc_id.insert(rtc_id, id);
     }
 
@@ -105,6 +107,34 @@ impl Peer {
         Ok(())
     }
 
+    /// Gives up on our channels that did not open in time. str0m keeps
+    /// retrying a stream the remote took at the same moment (a Go peer
+    /// numbers channels with no even/odd split) and reports nothing.
+    pub(super) fn expire_channel_opens(&mut self, now: Instant) {
+        let mut expired: Vec<u64> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| !c.open && c.open_deadline.is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        expired.sort_unstable();
+        for id in expired {
+            let Some(ch) = self.channels.remove(&id) else {
+                continue;
+            };
+            if let Some(rtc_id) = ch.rtc_id {
+                self.by_rtc_id.remove(&rtc_id);
+                self.rtc.direct_api().close_data_channel(rtc_id);
+            }
+            warn!(peer = %self.meta.peer_id, label = %ch.label, "data channel did not open in time");
+            self.push_event(Event::ChannelError {
+                id: ChannelId(id),
+                error: ChannelError::OpenFailed,
+            });
+            self.push_event(Event::ChannelClosed(ChannelId(id)));
+        }
+    }
+
     /// The label of a data channel.
     pub fn channel_label(&self, id: ChannelId) -> Option<&str> {
         self.channels.get(&id.0).map(|c| c.label.as_str())
@@ -146,7 +176,7 @@ impl Peer {
     }
 
     pub(super) fn on_channel_open(&mut self, rtc_id: RtcChannelId, label: String) {
-        if self.state == PeerState::Closed {
+        if self.state == PeerState::Closed || self.placeholder == Some(rtc_id) {
             return;
         }
         let is_signal = if self.signal_id == Some(rtc_id) {
@@ -175,6 +205,7 @@ impl Peer {
                         open: false,
                         remote: true,
                         blocked: false,
+                        open_deadline: None,
                     },
                 );
                 self.by_rtc_id.insert(rtc_id, id);
@@ -185,6 +216,7 @@ impl Peer {
             return;
         };
         ch.open = true;
+        ch.open_deadline = None;
         let remote = ch.remote;
         if let Some(mut chan) = self.rtc.channel(rtc_id) {
             chan.set_buffered_amount_low_threshold(32 * 1024);
@@ -198,6 +230,12 @@ impl Peer {
 
     pub(super) fn on_channel_close(&mut self, rtc_id: RtcChannelId) {
         if self.state == PeerState::Closed {
+            return;
+        }
+        if self.placeholder == Some(rtc_id) {
+            // The remote opened a channel on the held stream; str0m refused
+            // it, which the remote sees as that channel closing.
+            self.placeholder = None;
             return;
         }
         if Some(rtc_id) == self.signal_id {

@@ -87,6 +87,9 @@ const SENDER_REPORT_EVENT: &str = "relay.sender-report";
 /// floods them before its signalling channel is open cannot grow memory).
 const MAX_PRE_READY_EVENTS: usize = 1024;
 
+/// The SCTP stream a Go peer's second and later channels all take.
+const GO_COUNTER_STREAM: u16 = 1;
+
 /// Datagrams kept from before the answer, at most (see `Peer::early`).
 const MAX_EARLY: usize = 16;
 
@@ -166,6 +169,8 @@ struct UserChannel {
     remote: bool,
     /// A write found the buffer full; report when there is room.
     blocked: bool,
+    /// Ours, not open yet: when to give up on it.
+    open_deadline: Option<Instant>,
 }
 
 /// The remote side as its signal described it.
@@ -223,6 +228,11 @@ pub struct Peer {
     /// rebuilt (the `rtx` table) they are fed to the new one, else the
     /// answerer waits for its retransmission (250 ms).
     early: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
+    /// The channel that holds stream 1 away from our signalling channel
+    /// when we offer to a base peer; its events are not reported.
+    placeholder: Option<RtcChannelId>,
+    /// The remote sent a DTLS ClientHello although we are the DTLS client.
+    dtls_role_clash: bool,
 }
 
 impl std::fmt::Debug for Peer {
@@ -314,6 +324,8 @@ impl Peer {
             cert,
             ice_creds,
             early: Vec::new(),
+            placeholder: None,
+            dtls_role_clash: false,
             config,
         })
     }
@@ -471,6 +483,21 @@ impl Peer {
                 .start_sctp_with_snap(true, snap)
                 .map_err(|e| Error::UnusableSignal(format!("SCTP init data: {e}")))?,
             None => api.start_sctp(sctp_client),
+        }
+        if !ours_both && !sctp_client {
+            // A Go answerer numbers its channels 0, 1, 1, 1... (its counter
+            // never passes 1), and str0m, as SCTP server, would open our
+            // signalling channel on stream 1: the Go side's second channel
+            // would then take it over and end the relay. Hold stream 1 with
+            // a pre-negotiated channel (no DCEP is sent for it) so the
+            // signalling channel lands on stream 3.
+            self.placeholder = Some(api.create_data_channel(ChannelConfig {
+                label: String::new(),
+                ordered: true,
+                reliability: RtcReliability::Reliable,
+                negotiated: Some(GO_COUNTER_STREAM),
+                protocol: String::new(),
+            }));
         }
         // The offerer opens the signalling channel in band (A.3), or both
         // ends declare it on a fixed stream with fast setup.
@@ -901,6 +928,18 @@ impl Peer {
         {
             self.on_rtc_error(e);
         }
+        // A ClientHello (DTLS handshake record, message type 1) reaching the
+        // answerer, which is the DTLS client: the remote is a client too.
+        // str0m ignores it silently and nothing can connect; the connect
+        // timeout then says why. (Only then: one spoofed datagram must not
+        // end a peer.)
+        if self.role == Some(Role::Answerer)
+            && !self.dtls_connected
+            && data.first() == Some(&22)
+            && data.get(13) == Some(&1)
+        {
+            self.dtls_role_clash = true;
+        }
         if self.role == Some(Role::Offerer) && !self.signalled && self.early.len() < MAX_EARLY {
             self.early.push((source, destination, data.to_vec()));
         }
@@ -930,6 +969,7 @@ impl Peer {
             self.request_failed(id, RequestError::TimedOut);
         }
         if self.state != PeerState::Closed {
+            self.expire_channel_opens(now);
             let events = self.tracks.handle_timeout(
                 &mut self.rtc,
                 now,
@@ -942,7 +982,14 @@ impl Peer {
         }
         if self.state != PeerState::Closed {
             if self.connect_deadline.is_some_and(|t| t <= now) {
-                self.close_with(CloseReason::ConnectTimeout);
+                self.close_with(if self.dtls_role_clash {
+                    CloseReason::Dtls(
+                        "role mismatch: the remote acts as DTLS client too (the offerer must be the DTLS server)"
+                            .into(),
+                    )
+                } else {
+                    CloseReason::ConnectTimeout
+                });
             } else if self
                 .disconnected_since
                 .is_some_and(|t| t + self.config.disconnect_grace <= now)
@@ -981,6 +1028,7 @@ impl Peer {
         };
         consider(self.outbound.poll_timeout());
         if self.state != PeerState::Closed {
+            consider(self.channels.values().filter_map(|c| c.open_deadline).min());
             consider(self.tracks.poll_timeout(
                 self.config.track_inactive_after,
                 self.config.keyframe_request_interval,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use relay_proto::{ChannelId, ChannelOptions, Event};
 use serde_json::json;
 
-use crate::harness::{Offerer, Session, WAIT, b64, known_gap, unb64};
+use crate::harness::{Offerer, Session, WAIT, b64, unb64};
 
 const PER_SIDE: usize = 3;
 const MESSAGES: usize = 4;
@@ -237,12 +237,9 @@ fn go_channel_counter_collision_go_offers() {
 /// server, opens it on the lowest odd id). The collision must be reported
 /// on the channel, never cost the signalling channel.
 #[test]
-#[ignore = "known relay-proto gap: a Go answerer's 2nd channel (id 1) closes our signalling channel; run with RELAY_INTEROP_KNOWN_GAPS=1"]
+#[ignore = "needs the Go interop peer: bash tests/interop/build.sh"]
 fn go_channel_counter_collision_we_offer() {
     let name = "go_channel_counter_collision_we_offer";
-    if known_gap(name) {
-        return;
-    }
     let (mut s, _, _) = Session::connect(name, Offerer::Us, |_| {});
     go_open(&mut s, "go-0", None);
     s.wait_ours("Go's first channel open here", WAIT, |e| {
@@ -279,8 +276,9 @@ fn simultaneous(offerer: Offerer, name: &str, strict: bool) {
         go_open(&mut s, &format!("go-{i}"), None);
     }
     s.ours.take_events();
-    // The documented bound for an open to resolve one way or the other.
-    s.run_for(Duration::from_secs(3));
+    // The documented bound for an open to resolve one way or the other:
+    // relay_proto::Config::channel_open_timeout (5 s by default).
+    s.run_for(Duration::from_secs(6));
     let mut open = Vec::new();
     let mut failed = Vec::new();
     let mut silent = Vec::new();
@@ -305,7 +303,7 @@ fn simultaneous(offerer: Offerer, name: &str, strict: bool) {
             format!("the relay closed: {relay_closed:?}")
         });
         s.check(silent.is_empty(), || {
-            format!("channels neither open nor reported failed after 3 s: {silent:?}")
+            format!("channels neither open nor reported failed after 6 s: {silent:?}")
         });
     } else {
         s.check(relay_closed.is_none(), || {
@@ -359,19 +357,15 @@ fn data_channels_at_the_same_moment_go_offers() {
 }
 
 #[test]
-#[ignore = "known relay-proto gap: a channel whose stream id the remote took at the same moment stays pending forever, unreported; run with RELAY_INTEROP_KNOWN_GAPS=1"]
+#[ignore = "needs the Go interop peer: bash tests/interop/build.sh"]
 fn data_channels_at_the_same_moment_go_offers_strict() {
     let name = "data_channels_at_the_same_moment_go_offers_strict";
-    if !known_gap(name) {
-        simultaneous(Offerer::Go, name, true);
-    }
+    simultaneous(Offerer::Go, name, true);
 }
 
 #[test]
-#[ignore = "known relay-proto gap: a Go answerer's 2nd channel (id 1) closes our signalling channel; run with RELAY_INTEROP_KNOWN_GAPS=1"]
+#[ignore = "needs the Go interop peer: bash tests/interop/build.sh"]
 fn data_channels_at_the_same_moment_we_offer() {
     let name = "data_channels_at_the_same_moment_we_offer";
-    if !known_gap(name) {
-        simultaneous(Offerer::Us, name, true);
-    }
+    simultaneous(Offerer::Us, name, true);
 }

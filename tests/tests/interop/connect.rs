@@ -6,7 +6,7 @@ use std::time::Duration;
 use relay_proto::{CloseReason, Event};
 use serde_json::json;
 
-use crate::harness::{Offerer, Session, WAIT, b64, known_gap, unb64};
+use crate::harness::{Offerer, Session, WAIT, b64, unb64};
 
 /// One echo request each way on a fresh session: proves the signalling
 /// channel carries envelopes in both directions.
@@ -136,12 +136,9 @@ fn flipped_dtls_go_offerer_is_client() {
 /// mismatch: we are a DTLS client and receive the remote's ClientHello,
 /// which names the mismatch; today we report only `ConnectTimeout`.
 #[test]
-#[ignore = "known relay-proto gap: a DTLS role mismatch (ClientHello received as client) closes with ConnectTimeout, not Dtls; run with RELAY_INTEROP_KNOWN_GAPS=1"]
+#[ignore = "needs the Go interop peer: bash tests/interop/build.sh"]
 fn flipped_dtls_go_offerer_is_client_reports_dtls() {
     let name = "flipped_dtls_go_offerer_is_client_reports_dtls";
-    if known_gap(name) {
-        return;
-    }
     let (ours, _) = flipped(Offerer::Go, name);
     assert!(matches!(ours, CloseReason::Dtls(_)), "{ours:?}");
 }

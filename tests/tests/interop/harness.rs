@@ -597,17 +597,3 @@ impl tracing::Subscriber for StderrSubscriber {
     fn enter(&self, _: &tracing::span::Id) {}
     fn exit(&self, _: &tracing::span::Id) {}
 }
-
-/// Tests of gaps known in relay-proto fail today; they run only with
-/// `RELAY_INTEROP_KNOWN_GAPS=1`, so the suite stays green meanwhile.
-/// Returns `true` (skip) otherwise, saying so.
-pub fn known_gap(name: &str) -> bool {
-    if std::env::var_os("RELAY_INTEROP_KNOWN_GAPS").is_some() {
-        return false;
-    }
-    println!(
-        "interop[{name}]: skipped, a known relay-proto gap (see its #[ignore] reason); \
-         run with RELAY_INTEROP_KNOWN_GAPS=1"
-    );
-    true
-}
