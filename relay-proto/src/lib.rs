@@ -76,6 +76,19 @@
 //! # }
 //! ```
 //!
+//! # Media tracks
+//!
+//! After [`Event::Ready`], [`Peer::add_track`] signals a track
+//! (`ion_relay_request`); [`Event::TrackAdded`] says the remote accepted it,
+//! and from then on [`Peer::write_rtp`] forwards the origin's packets
+//! unchanged (payload type, sequence number, timestamp, marker, payload).
+//! The remote sees [`Event::Track`] first, then one [`Event::Rtp`] per
+//! packet; it asks for keyframes with [`Peer::request_keyframe`] (the
+//! sender gets [`Event::KeyframeRequest`]). Between two of our peers the
+//! extensions add retransmission, the origin's header extensions, simulcast
+//! layers ([`Peer::add_track_with`]), immediate removal and the origin's
+//! sender reports for lip sync; toward a Go peer the base protocol holds.
+//!
 //! # What the wire carries
 //!
 //! - the offer and answer ([`wire::Signal`], PROTOCOL.md A.1);
