@@ -73,6 +73,18 @@ fn add_track_with(
     (id, remote)
 }
 
+/// Writes one packet on a track of `side` and hands it to the network.
+fn send(pair: &mut Pair, side: Side, track: TrackId, pkt: RtpOut) {
+    let now = pair.now;
+    pair.peer(side).write_rtp(now, track, pkt).unwrap();
+    pair.collect();
+}
+
+/// A VP8 track from A to B: (A's id, B's id).
+fn video_track(pair: &mut Pair) -> (TrackId, TrackId) {
+    add_track(pair, Side::A, TrackMeta::new("s", "v"), TrackCodec::vp8(96))
+}
+
 fn rtp_on(pair: &Pair, side: Side, track: TrackId) -> Vec<RtpIn> {
     pair.nodes[side as usize]
         .log
@@ -340,11 +352,12 @@ fn any_carried_payload_type_and_a_stream_joined_at_65530_cross_unchanged() {
             ..TrackCodec::opus(0)
         },
     );
-    let now = pair.now;
-    pair.peer(Side::A)
-        .write_rtp(now, tx0, packet(0, 7, 160, false, vec![0xff; 160]))
-        .unwrap();
-    pair.collect();
+    send(
+        &mut pair,
+        Side::A,
+        tx0,
+        packet(0, 7, 160, false, vec![0xff; 160]),
+    );
     pair.drive_for(Duration::from_millis(50));
     assert_eq!(rtp_on(&pair, Side::B, rx0).len(), 1);
 }
@@ -361,12 +374,7 @@ fn payload_types_that_collide_with_rtcp_are_refused() {
         assert!(matches!(err, Error::PayloadType(p) if p == pt), "{err}");
         println!("{err}");
     }
-    let (tx, _) = add_track(
-        &mut pair,
-        Side::A,
-        TrackMeta::new("s", "v"),
-        TrackCodec::vp8(96),
-    );
+    let (tx, _) = video_track(&mut pair);
     let now = pair.now;
     assert!(matches!(
         pair.peer(Side::A)
@@ -419,11 +427,7 @@ fn the_track_event_comes_before_its_rtp_and_after_ready() {
         TrackMeta::new("s", "v"),
         TrackCodec::vp8(96),
     );
-    let now = pair.now;
-    pair.peer(Side::B)
-        .write_rtp(now, tx, packet(96, 1, 1, true, vec![1; 10]))
-        .unwrap();
-    pair.collect();
+    send(&mut pair, Side::B, tx, packet(96, 1, 1, true, vec![1; 10]));
     pair.drive_for(Duration::from_millis(100));
     let log = &pair.nodes[0].log;
     let ready = log.iter().position(|(_, e)| *e == Event::Ready).unwrap();
@@ -476,17 +480,8 @@ fn an_unanswered_track_fails_after_its_timeout() {
 #[test]
 fn keyframe_requests_reach_the_sender_and_are_merged() {
     let mut pair = connected(8, NetConfig::rtt(Duration::from_millis(20)));
-    let (tx, rx) = add_track(
-        &mut pair,
-        Side::A,
-        TrackMeta::new("s", "v"),
-        TrackCodec::vp8(96),
-    );
-    let now = pair.now;
-    pair.peer(Side::A)
-        .write_rtp(now, tx, packet(96, 1, 1, true, vec![1; 10]))
-        .unwrap();
-    pair.collect();
+    let (tx, rx) = video_track(&mut pair);
+    send(&mut pair, Side::A, tx, packet(96, 1, 1, true, vec![1; 10]));
     pair.drive_for(Duration::from_millis(50));
     let asked_at = pair.elapsed();
     for _ in 0..10 {
@@ -611,12 +606,7 @@ fn a_hundred_tracks_added_from_both_sides_at_once_all_flow() {
 #[test]
 fn a_removed_track_ends_at_once_on_the_remote() {
     let mut pair = connected(10, NetConfig::rtt(Duration::from_millis(20)));
-    let (tx, rx) = add_track(
-        &mut pair,
-        Side::A,
-        TrackMeta::new("s", "v"),
-        TrackCodec::vp8(96),
-    );
+    let (tx, rx) = video_track(&mut pair);
     pair.peer(Side::A).remove_track(tx).unwrap();
     pair.collect();
     let at = pair.elapsed();
@@ -643,17 +633,8 @@ fn a_removed_track_ends_at_once_on_the_remote() {
 #[test]
 fn a_silent_track_is_reported_inactive_and_active_again() {
     let mut pair = connected(11, NetConfig::rtt(Duration::from_millis(10)));
-    let (tx, rx) = add_track(
-        &mut pair,
-        Side::A,
-        TrackMeta::new("s", "v"),
-        TrackCodec::vp8(96),
-    );
-    let now = pair.now;
-    pair.peer(Side::A)
-        .write_rtp(now, tx, packet(96, 1, 1, false, vec![1]))
-        .unwrap();
-    pair.collect();
+    let (tx, rx) = video_track(&mut pair);
+    send(&mut pair, Side::A, tx, packet(96, 1, 1, false, vec![1]));
     let sent = pair.elapsed();
     pair.drive_until(Duration::from_secs(10), |p| {
         p.nodes[1]
@@ -666,11 +647,7 @@ fn a_silent_track_is_reported_inactive_and_active_again() {
         after >= Duration::from_secs(5) && after < Duration::from_millis(5100),
         "{after:?}"
     );
-    let now = pair.now;
-    pair.peer(Side::A)
-        .write_rtp(now, tx, packet(96, 2, 2, false, vec![1]))
-        .unwrap();
-    pair.collect();
+    send(&mut pair, Side::A, tx, packet(96, 2, 2, false, vec![1]));
     pair.drive_for(Duration::from_millis(50));
     let log = &pair.nodes[1].log;
     let active = log
@@ -683,12 +660,7 @@ fn a_silent_track_is_reported_inactive_and_active_again() {
 #[test]
 fn lip_sync_survives_the_hop() {
     let mut pair = connected(12, NetConfig::rtt(Duration::from_millis(30)));
-    let (v_tx, v_rx) = add_track(
-        &mut pair,
-        Side::A,
-        TrackMeta::new("s", "v"),
-        TrackCodec::vp8(96),
-    );
+    let (v_tx, v_rx) = video_track(&mut pair);
     let (a_tx, a_rx) = add_track(
         &mut pair,
         Side::A,
@@ -769,12 +741,7 @@ fn against_a_base_peer_no_extension_is_used_and_tracks_still_cross() {
             .peer(Side::A)
             .feature_enabled(relay_proto::FEATURE_TRACK_REMOVE)
     );
-    let (tx, rx) = add_track(
-        &mut pair,
-        Side::A,
-        TrackMeta::new("s", "v"),
-        TrackCodec::vp8(96),
-    );
+    let (tx, rx) = video_track(&mut pair);
     let now = pair.now;
     pair.peer(Side::A)
         .set_origin_sender_report(
