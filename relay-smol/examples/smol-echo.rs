@@ -1,12 +1,13 @@
-//! Two relay peers on loopback over smol: the answerer echoes requests, the
-//! offerer sends a few, opens a data channel, and closes.
+//! Two relay peers on loopback over smol: the answerer echoes requests and
+//! data-channel messages and reads tracks; the offerer sends a few requests,
+//! opens a data channel, relays a video track, and closes.
 //!
-//! Run: `cargo run -p relay-smol --example echo`
+//! Run: `cargo run -p relay-smol --example smol-echo`
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use relay_smol::{ChannelOptions, Config, Error, Peer, PeerMeta};
+use relay_smol::{ChannelOptions, Config, Error, Peer, PeerMeta, RtpOut, TrackCodec, TrackMeta};
 
 fn main() -> Result<(), Error> {
     smol::block_on(run())
@@ -44,6 +45,22 @@ async fn run() -> Result<(), Error> {
             })
             .detach();
         });
+        answerer.on_track(|track| {
+            smol::spawn(async move {
+                let mut packets = 0;
+                let mut bytes = 0;
+                while let Some(p) = track.read_rtp().await {
+                    packets += 1;
+                    bytes += p.payload.len();
+                }
+                println!(
+                    "[answer] track {:?} ({}) ended: {packets} packets, {bytes} bytes",
+                    track.meta().track_id,
+                    track.codec().mime_type
+                );
+            })
+            .detach();
+        });
         smol::spawn(async move {
             println!("[answer] closed: {}", answerer.closed().await);
         })
@@ -74,10 +91,30 @@ async fn run() -> Result<(), Error> {
     if let Some(m) = channel.recv().await {
         println!("[offer] channel echo: {}", String::from_utf8_lossy(&m.data));
     }
+
+    // A video track: 30 frames of 3 packets, paced as a camera would be.
+    let video = peer
+        .add_track(TrackMeta::new("camera", "video"), TrackCodec::vp8(96))
+        .await?;
+    println!("[offer] track accepted");
+    let mut seq: u16 = 0;
+    for frame in 0..30u32 {
+        for i in 0..3 {
+            let payload = Bytes::from(vec![frame as u8; 1000]);
+            video
+                .write_rtp(RtpOut::new(96, seq, frame * 3000, i == 2, payload))
+                .await?;
+            seq = seq.wrapping_add(1);
+        }
+        async_io::Timer::after(Duration::from_millis(20)).await;
+    }
+    println!("[offer] track sent: {:?}", video.stats().await?);
+    video.remove().await?;
+
     peer.close().await;
     println!("[offer] stats: {:?}", peer.stats().await);
     // Give the answerer's close log a moment.
-    async_io::Timer::after(std::time::Duration::from_millis(50)).await;
+    async_io::Timer::after(Duration::from_millis(50)).await;
     println!("ok");
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Everything runtime-specific (async-io and smol's executor): the clock,
-//! tasks, timers and sockets. The rest of the crate is the same code in
-//! `relay-tokio`.
+//! tasks, timers and sockets. The other modules are relay-tokio's source
+//! files, included by path (see `lib.rs`).
 
 use std::future::Future;
 use std::io;

@@ -18,9 +18,10 @@ pub struct Config {
     /// The sockets of a peer made with `Peer::new` or `Peer::answer`;
     /// ignored for a peer made on a shared [`Endpoint`](crate::Endpoint).
     pub endpoint: EndpointConfig,
-    /// Events (inbound requests, remote data channels, ready, closed) held
-    /// for the application. When it falls behind and the queue is full, an
-    /// inbound request or remote data channel is dropped and counted
+    /// Events (inbound requests, remote data channels and tracks, track
+    /// changes, ready, closed) held for the application. When it falls
+    /// behind and the queue is full, any of them but `Ready` and `Closed` is
+    /// dropped and counted
     /// ([`Stats::events_dropped`](crate::Stats::events_dropped)); one slot is
     /// kept for `Closed`, so that is never lost. Default 256 (at least 2).
     pub event_queue: usize,
@@ -30,8 +31,16 @@ pub struct Config {
     /// ([`Stats::channel_messages_dropped`](crate::Stats::channel_messages_dropped)).
     /// Default 256.
     pub channel_queue: usize,
-    /// Calls (emit, request, reply, write...) waiting for the peer's task;
-    /// a caller awaits room when it is full. Default 64.
+    /// Received RTP packets held per remote track until
+    /// [`RemoteTrack::read_rtp`](crate::RemoteTrack::read_rtp) takes them;
+    /// past it a packet is dropped and counted
+    /// ([`Stats::rtp_packets_dropped`](crate::Stats::rtp_packets_dropped)).
+    /// Default 512.
+    pub track_queue: usize,
+    /// Calls (emit, request, reply, writes, RTP writes...) waiting for the
+    /// peer's task, in order; a caller awaits room when it is full
+    /// ([`LocalTrack::try_write_rtp`](crate::LocalTrack::try_write_rtp)
+    /// fails instead). Default 256.
     pub command_queue: usize,
     /// Received datagrams waiting for the peer's task; past it a datagram is
     /// dropped and counted, as the network would
@@ -47,7 +56,8 @@ impl Default for Config {
             endpoint: EndpointConfig::default(),
             event_queue: 256,
             channel_queue: 256,
-            command_queue: 64,
+            track_queue: 512,
+            command_queue: 256,
             datagram_queue: 1024,
         }
     }

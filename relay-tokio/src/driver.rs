@@ -8,13 +8,16 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
 use bytes::Bytes;
 use futures_lite::future;
 use relay_proto::{
-    ChannelError, ChannelId, ChannelOptions, CloseReason, Event as CoreEvent, RequestId,
+    ChannelError, ChannelId, ChannelOptions, CloseReason, Event as CoreEvent, KeyframeKind,
+    RequestError, RequestId, RtpIn, RtpOut, SenderReport, TrackCodec, TrackId, TrackMeta,
+    TrackOptions, TrackStats,
 };
 use tracing::{debug, info, trace, warn};
 
@@ -24,6 +27,13 @@ use crate::error::Error;
 use crate::peer::{Event, Shared, Stats};
 use crate::request::Request;
 use crate::rt;
+use crate::track::{
+    KeyframeRequest, LocalParts, LocalTrack, RemoteParts, RemoteState, RemoteTrack,
+};
+
+/// Keyframe requests held per track of ours until the application takes
+/// them; the remote repeats a request it still needs.
+const KEYFRAME_QUEUE: usize = 16;
 
 /// Where the driver sends a call's result.
 pub(crate) type Done<T> = Sender<Result<T, Error>>;
@@ -64,6 +74,40 @@ pub(crate) enum Command {
         channel: ChannelId,
         done: Done<()>,
     },
+    AddTrack {
+        meta: TrackMeta,
+        codec: TrackCodec,
+        options: TrackOptions,
+        done: Done<LocalTrack>,
+    },
+    /// No reply: the handle checked what it could, the rest is counted.
+    WriteRtp {
+        track: TrackId,
+        packet: RtpOut,
+    },
+    RequestKeyframe {
+        track: TrackId,
+        kind: KeyframeKind,
+        done: Done<()>,
+    },
+    OriginSenderReport {
+        track: TrackId,
+        report: SenderReport,
+        done: Done<()>,
+    },
+    RemoveTrack {
+        track: TrackId,
+        done: Done<()>,
+    },
+    TrackStats {
+        track: TrackId,
+        done: Done<TrackStats>,
+    },
+    OriginNtpTime {
+        track: TrackId,
+        rtp: u32,
+        done: Done<Option<u64>>,
+    },
     Close(Done<()>),
     Stats(Done<Stats>),
 }
@@ -75,6 +119,8 @@ pub(crate) enum Control {
     Cancel(u64),
     /// The last [`Peer`](crate::Peer) handle was dropped: close.
     HandleDropped,
+    /// A [`LocalTrack`] was dropped without being removed.
+    RemoveTrack(TrackId),
 }
 
 pub(crate) struct Write {
@@ -87,6 +133,17 @@ pub(crate) struct Slot {
     open: bool,
     incoming: Sender<ChannelMessage>,
     pending: VecDeque<Write>,
+}
+
+/// A track of ours waiting for the remote to accept it.
+pub(crate) struct PendingTrack {
+    parts: LocalParts,
+    done: Done<LocalTrack>,
+}
+
+pub(crate) struct RemoteSlot {
+    rtp: Sender<RtpIn>,
+    state: Arc<RemoteState>,
 }
 
 enum Wake {
@@ -105,12 +162,19 @@ pub(crate) struct Driver {
     pub(crate) commands: Receiver<Command>,
     /// Handed to the handles the driver creates (requests, channels).
     pub(crate) commands_tx: Sender<Command>,
+    /// Handed to the track handles (their drop removes the track).
+    pub(crate) control_tx: Sender<Control>,
     pub(crate) control: Receiver<Control>,
     pub(crate) events: Sender<Event>,
     pub(crate) channel_queue: usize,
+    pub(crate) track_queue: usize,
     pub(crate) requests: HashMap<RequestId, (u64, Done<Option<Bytes>>)>,
     pub(crate) tokens: HashMap<u64, RequestId>,
     pub(crate) channels: HashMap<ChannelId, Slot>,
+    pub(crate) pending_tracks: HashMap<TrackId, PendingTrack>,
+    /// Our accepted tracks: where their keyframe requests go.
+    pub(crate) local_tracks: HashMap<TrackId, Sender<KeyframeRequest>>,
+    pub(crate) remote_tracks: HashMap<TrackId, RemoteSlot>,
     pub(crate) closed: bool,
 }
 
@@ -139,6 +203,10 @@ impl Driver {
                 Wake::Control(Control::HandleDropped) => {
                     debug!("last handle dropped: closing");
                     self.core.close(now);
+                }
+                Wake::Control(Control::RemoveTrack(track)) => {
+                    debug!(?track, "track handle dropped: removing the track");
+                    let _ = self.remove_local(track);
                 }
                 Wake::Timeout => self.core.handle_timeout(now),
             }
@@ -290,6 +358,57 @@ impl Driver {
                 };
                 let _ = done.try_send(result);
             }
+            Command::AddTrack {
+                meta,
+                codec,
+                options,
+                done,
+            } => {
+                if done.is_closed() {
+                    return; // The caller gave up before we got here.
+                }
+                let parts = LocalParts {
+                    meta: meta.clone(),
+                    codec: codec.clone(),
+                    layers: options.simulcast.clone(),
+                };
+                match self.core.add_track_with(now, meta, codec, options) {
+                    Ok(id) => {
+                        self.pending_tracks.insert(id, PendingTrack { parts, done });
+                    }
+                    Err(e) => {
+                        let _ = done.try_send(Err(e.into()));
+                    }
+                }
+            }
+            Command::WriteRtp { track, packet } => {
+                if let Err(e) = self.core.write_rtp(now, track, packet) {
+                    debug!(?track, "RTP write refused: {e}");
+                    self.shared.count_rtp_write_failure();
+                }
+            }
+            Command::RequestKeyframe { track, kind, done } => {
+                let result = self.core.request_keyframe(now, track, kind);
+                let _ = done.try_send(result.map_err(track_error));
+            }
+            Command::OriginSenderReport {
+                track,
+                report,
+                done,
+            } => {
+                let result = self.core.set_origin_sender_report(now, track, report);
+                let _ = done.try_send(result.map_err(track_error));
+            }
+            Command::RemoveTrack { track, done } => {
+                let _ = done.try_send(self.remove_local(track));
+            }
+            Command::TrackStats { track, done } => {
+                let result = self.core.track_stats(track).ok_or(Error::TrackClosed);
+                let _ = done.try_send(result);
+            }
+            Command::OriginNtpTime { track, rtp, done } => {
+                let _ = done.try_send(Ok(self.core.origin_ntp_time(track, rtp)));
+            }
             Command::Close(done) => {
                 self.core.close(now);
                 let _ = done.try_send(Ok(()));
@@ -297,6 +416,15 @@ impl Driver {
             Command::Stats(done) => {
                 let _ = done.try_send(Ok(self.shared.stats(self.core.stats().clone())));
             }
+        }
+    }
+
+    /// Removes a track of ours from the core and ends its handle.
+    fn remove_local(&mut self, track: TrackId) -> Result<(), Error> {
+        self.local_tracks.remove(&track);
+        match self.core.remove_track(track) {
+            Err(relay_proto::Error::UnknownTrack) => Ok(()),
+            r => r.map_err(Error::from),
         }
     }
 
@@ -400,8 +528,105 @@ impl Driver {
             CoreEvent::ChannelError { id, error } => self.end_channel(id, || {
                 Error::Peer(relay_proto::Error::Channel(error.clone()))
             }),
+            CoreEvent::TrackAdded(id) => {
+                let Some(pending) = self.pending_tracks.remove(&id) else {
+                    return;
+                };
+                let (tx, rx) = async_channel::bounded(KEYFRAME_QUEUE);
+                self.local_tracks.insert(id, tx);
+                let handle = LocalTrack::new(
+                    id,
+                    pending.parts,
+                    rx,
+                    self.commands_tx.clone(),
+                    self.control_tx.clone(),
+                    self.shared.clone(),
+                );
+                // A caller that gave up drops the handle here, which
+                // removes the track.
+                let _ = pending.done.try_send(Ok(handle));
+            }
+            CoreEvent::TrackFailed { track, reason } => {
+                // Closing fails the adds with the close reason instead.
+                if reason != RequestError::Closed
+                    && let Some(pending) = self.pending_tracks.remove(&track)
+                {
+                    let _ = pending.done.try_send(Err(Error::TrackFailed(reason)));
+                }
+            }
+            CoreEvent::Track {
+                track,
+                meta,
+                codec,
+                ssrc,
+                layers,
+                header_extensions,
+            } => {
+                let (tx, rx) = async_channel::bounded(self.track_queue.max(1));
+                let state = Arc::new(RemoteState {
+                    active: true.into(),
+                });
+                self.remote_tracks.insert(
+                    track,
+                    RemoteSlot {
+                        rtp: tx,
+                        state: state.clone(),
+                    },
+                );
+                let parts = RemoteParts {
+                    meta,
+                    codec,
+                    ssrc,
+                    layers,
+                    header_extensions,
+                };
+                let handle = RemoteTrack::new(
+                    track,
+                    parts,
+                    rx,
+                    state,
+                    self.commands_tx.clone(),
+                    self.shared.clone(),
+                );
+                self.deliver(Event::Track(handle));
+            }
+            CoreEvent::Rtp(packet) => {
+                let delivered = self
+                    .remote_tracks
+                    .get(&packet.track)
+                    .is_some_and(|s| s.rtp.try_send(*packet).is_ok());
+                if !delivered {
+                    self.shared.count_rtp_drop();
+                }
+            }
+            CoreEvent::KeyframeRequest { track, layer, kind } => {
+                let delivered = self
+                    .local_tracks
+                    .get(&track)
+                    .is_some_and(|k| k.try_send(KeyframeRequest { layer, kind }).is_ok());
+                if !delivered {
+                    self.shared.count_keyframe_drop();
+                }
+            }
+            CoreEvent::TrackInactive(track) => {
+                if let Some(slot) = self.remote_tracks.get(&track) {
+                    slot.state.active.store(false, Ordering::Relaxed);
+                }
+                self.deliver(Event::TrackInactive(track));
+            }
+            CoreEvent::TrackActive(track) => {
+                if let Some(slot) = self.remote_tracks.get(&track) {
+                    slot.state.active.store(true, Ordering::Relaxed);
+                }
+                self.deliver(Event::TrackActive(track));
+            }
+            CoreEvent::TrackRemoved(track) => {
+                // Dropping the sender ends the reader after what it holds.
+                self.remote_tracks.remove(&track);
+                self.deliver(Event::TrackRemoved(track));
+            }
             CoreEvent::Closed(reason) => self.on_closed(reason),
-            // Track events will be handled here once the core has them.
+            // Sender reports stay in the core (`origin_ntp_time`).
             _ => {}
         }
     }
@@ -421,6 +646,12 @@ impl Driver {
                 let _ = w.done.try_send(Err(Error::Closed(reason.clone())));
             }
         }
+        for (_, pending) in self.pending_tracks.drain() {
+            let _ = pending.done.try_send(Err(Error::Closed(reason.clone())));
+        }
+        // Ends the keyframe queues and the RTP readers.
+        self.local_tracks.clear();
+        self.remote_tracks.clear();
         self.shared
             .set_closed(reason.clone(), self.core.stats().clone());
         let _ = self.events.try_send(Event::Closed(reason));
@@ -436,5 +667,13 @@ impl Driver {
         while self.commands.try_recv().is_ok() {}
         while self.control.try_recv().is_ok() {}
         self.events.close();
+    }
+}
+
+/// A track call's error: an unknown track is a removed one.
+fn track_error(e: relay_proto::Error) -> Error {
+    match e {
+        relay_proto::Error::UnknownTrack => Error::TrackClosed,
+        e => e.into(),
     }
 }

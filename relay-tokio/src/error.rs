@@ -27,4 +27,19 @@ pub enum Error {
     /// The data channel is closed.
     #[error("data channel closed")]
     ChannelClosed,
+    /// A track we added was not accepted by the remote: no reply within
+    /// [`relay_proto::Config::track_request_timeout`] (`TimedOut`: the remote
+    /// is gone or refused the track). When the peer closes first, the add
+    /// fails with [`Error::Closed`] instead.
+    #[error("track not accepted by the remote: {0}")]
+    TrackFailed(RequestError),
+    /// The track was removed (by us, or by the remote for its tracks).
+    #[error("track removed")]
+    TrackClosed,
+    /// The peer's command queue is full
+    /// ([`Config::command_queue`](crate::Config::command_queue)); from the
+    /// calls that never wait, such as
+    /// [`LocalTrack::try_write_rtp`](crate::LocalTrack::try_write_rtp).
+    #[error("command queue full")]
+    QueueFull,
 }

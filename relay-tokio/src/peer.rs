@@ -11,7 +11,9 @@ use std::time::Duration;
 use async_channel::{Receiver, Sender};
 use bytes::Bytes;
 use futures_lite::future;
-use relay_proto::{ChannelOptions, CloseReason, PeerMeta};
+use relay_proto::{
+    ChannelOptions, CloseReason, PeerMeta, TrackCodec, TrackId, TrackMeta, TrackOptions,
+};
 use tracing::{Instrument, info_span};
 
 use crate::channel::DataChannel;
@@ -21,6 +23,7 @@ use crate::endpoint::{Endpoint, EndpointInner};
 use crate::error::Error;
 use crate::request::{CancelOnDrop, Request};
 use crate::rt;
+use crate::track::{LocalTrack, RemoteTrack};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Plain data, consistent whatever panicked while it was held.
@@ -29,8 +32,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Something that happened on a peer, for the application.
 ///
-/// Replies and data-channel messages are not events: they go to the call
-/// that awaits them and to the channel's handle.
+/// Replies, data-channel messages and RTP are not events: they go to the
+/// call that awaits them and to the channel's or track's handle.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Event {
@@ -40,6 +43,17 @@ pub enum Event {
     Request(Request),
     /// The remote opened a data channel.
     DataChannel(DataChannel),
+    /// The remote added a track; comes before any of its RTP.
+    Track(RemoteTrack),
+    /// A remote track had no RTP for
+    /// [`relay_proto::Config::track_inactive_after`] (a base peer's removed
+    /// track looks like this).
+    TrackInactive(TrackId),
+    /// RTP flows again on a remote track reported inactive.
+    TrackActive(TrackId),
+    /// The remote removed a track (a peer of ours says so); its
+    /// [`RemoteTrack::read_rtp`] returns `None` after the packets before.
+    TrackRemoved(TrackId),
     /// The peer closed; always the last event.
     Closed(CloseReason),
 }
@@ -50,6 +64,10 @@ impl Event {
             Event::Ready => "ready",
             Event::Request(_) => "request",
             Event::DataChannel(_) => "data channel",
+            Event::Track(_) => "track",
+            Event::TrackInactive(_) => "track inactive",
+            Event::TrackActive(_) => "track active",
+            Event::TrackRemoved(_) => "track removed",
             Event::Closed(_) => "closed",
         }
     }
@@ -61,8 +79,9 @@ impl Event {
 pub struct Stats {
     /// The core's counters (requests, messages, bytes, drops by cause).
     pub core: relay_proto::Stats,
-    /// Inbound requests and remote data channels dropped because the event
-    /// queue was full ([`Config::event_queue`]).
+    /// Events (inbound requests, remote data channels and tracks, track
+    /// changes) dropped because the event queue was full
+    /// ([`Config::event_queue`]).
     pub events_dropped: u64,
     /// Inbound requests dropped by the application without
     /// [`Request::reply`] or [`Request::ignore`].
@@ -73,6 +92,15 @@ pub struct Stats {
     /// Datagrams dropped because the peer's task fell behind
     /// ([`Config::datagram_queue`]).
     pub datagrams_dropped: u64,
+    /// Received RTP packets dropped because the track's queue was full or
+    /// its handle gone ([`Config::track_queue`]).
+    pub rtp_packets_dropped: u64,
+    /// Keyframe requests for our tracks dropped because nobody took the
+    /// earlier ones ([`LocalTrack::keyframe_request`]).
+    pub keyframe_requests_dropped: u64,
+    /// RTP packets [`LocalTrack::write_rtp`] took that the core then
+    /// refused (logged at debug level).
+    pub rtp_writes_failed: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +119,9 @@ pub(crate) struct Shared {
     unanswered: AtomicU64,
     channel_dropped: AtomicU64,
     datagrams_dropped: AtomicU64,
+    rtp_dropped: AtomicU64,
+    keyframes_dropped: AtomicU64,
+    rtp_writes_failed: AtomicU64,
 }
 
 impl Shared {
@@ -103,6 +134,9 @@ impl Shared {
             unanswered: AtomicU64::new(0),
             channel_dropped: AtomicU64::new(0),
             datagrams_dropped: AtomicU64::new(0),
+            rtp_dropped: AtomicU64::new(0),
+            keyframes_dropped: AtomicU64::new(0),
+            rtp_writes_failed: AtomicU64::new(0),
         }
     }
 
@@ -115,6 +149,10 @@ impl Shared {
         *lock(&self.final_stats) = Some(stats);
         *lock(&self.state) = Lifecycle::Closed(reason);
         self.changed.notify(usize::MAX);
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        matches!(&*lock(&self.state), Lifecycle::Closed(_))
     }
 
     fn close_reason(&self) -> Option<CloseReason> {
@@ -155,6 +193,15 @@ impl Shared {
     pub(crate) fn count_datagram_drop(&self) {
         self.datagrams_dropped.fetch_add(1, Ordering::Relaxed);
     }
+    pub(crate) fn count_rtp_drop(&self) {
+        self.rtp_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn count_keyframe_drop(&self) {
+        self.keyframes_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn count_rtp_write_failure(&self) {
+        self.rtp_writes_failed.fetch_add(1, Ordering::Relaxed);
+    }
 
     pub(crate) fn stats(&self, core: relay_proto::Stats) -> Stats {
         Stats {
@@ -163,6 +210,9 @@ impl Shared {
             requests_unanswered: self.unanswered.load(Ordering::Relaxed),
             channel_messages_dropped: self.channel_dropped.load(Ordering::Relaxed),
             datagrams_dropped: self.datagrams_dropped.load(Ordering::Relaxed),
+            rtp_packets_dropped: self.rtp_dropped.load(Ordering::Relaxed),
+            keyframe_requests_dropped: self.keyframes_dropped.load(Ordering::Relaxed),
+            rtp_writes_failed: self.rtp_writes_failed.load(Ordering::Relaxed),
         }
     }
 }
@@ -207,6 +257,7 @@ impl futures_core::Stream for Events {
 
 type OnRequest = Arc<dyn Fn(Request) + Send + Sync>;
 type OnDataChannel = Arc<dyn Fn(DataChannel) + Send + Sync>;
+type OnTrack = Arc<dyn Fn(RemoteTrack) + Send + Sync>;
 
 #[derive(Default)]
 struct Callbacks {
@@ -214,6 +265,7 @@ struct Callbacks {
     on_close: Option<Box<dyn FnOnce(CloseReason) + Send>>,
     on_request: Option<OnRequest>,
     on_data_channel: Option<OnDataChannel>,
+    on_track: Option<OnTrack>,
     /// The dispatcher saw Ready: a later `on_ready` runs at once.
     ready_seen: bool,
     /// The dispatcher saw Closed: a later `on_close` runs at once.
@@ -318,12 +370,17 @@ pub(crate) fn start(
         datagrams,
         commands,
         commands_tx: commands_tx.clone(),
+        control_tx: control_tx.clone(),
         control,
         events: events_tx,
         channel_queue: config.channel_queue,
+        track_queue: config.track_queue,
         requests: Default::default(),
         tokens: Default::default(),
         channels: Default::default(),
+        pending_tracks: Default::default(),
+        local_tracks: Default::default(),
+        remote_tracks: Default::default(),
         closed: false,
     };
     rt::spawn(driver.run().instrument(span));
@@ -516,6 +573,40 @@ impl Peer {
         .await
     }
 
+    /// Adds a track to relay and waits until the remote accepts it; then
+    /// write its RTP with [`LocalTrack::write_rtp`].
+    ///
+    /// Fails with [`Error::TrackFailed`] when the remote does not accept it
+    /// within [`relay_proto::Config::track_request_timeout`] (2 s by
+    /// default: the remote is gone, or refused the track), with
+    /// [`Error::Closed`] when the peer closes first, and at once when the
+    /// core refuses it (a payload type outside 0..=63 and 96..=127, a MIME
+    /// type neither audio nor video, no offer made yet). Works before the
+    /// peer is ready (the add waits for the signalling channel). Dropping
+    /// the future does not stop the add; the track is removed once accepted.
+    pub async fn add_track(&self, meta: TrackMeta, codec: TrackCodec) -> Result<LocalTrack, Error> {
+        self.add_track_with(meta, codec, TrackOptions::default())
+            .await
+    }
+
+    /// [`Peer::add_track`] with simulcast layers and the origin's header
+    /// extensions, which need the remote to announce them (else
+    /// [`relay_proto::Error::ExtensionNotNegotiated`]).
+    pub async fn add_track_with(
+        &self,
+        meta: TrackMeta,
+        codec: TrackCodec,
+        options: TrackOptions,
+    ) -> Result<LocalTrack, Error> {
+        self.call(|done| Command::AddTrack {
+            meta,
+            codec,
+            options,
+            done,
+        })
+        .await
+    }
+
     /// Closes the peer (the remote is told at once) and waits until it is
     /// closed. Idempotent.
     pub async fn close(&self) {
@@ -595,6 +686,15 @@ impl Peer {
         self.set_callback(|c| c.on_data_channel = Some(Arc::new(f)));
     }
 
+    /// Called for each track the remote adds, before any of its RTP is
+    /// read. Once any callback is set, remote tracks that arrive while this
+    /// one is not set are dropped (their RTP with them): set it first.
+    /// Inactivity shows on [`RemoteTrack::is_active`], removal as
+    /// [`RemoteTrack::read_rtp`] returning `None`.
+    pub fn on_track(&self, f: impl Fn(RemoteTrack) + Send + Sync + 'static) {
+        self.set_callback(|c| c.on_track = Some(Arc::new(f)));
+    }
+
     /// Applies `set` to the callbacks and, the first time, starts the task
     /// that runs them (unless the events were taken as a stream).
     fn set_callback<R>(&self, set: impl FnOnce(&mut Callbacks) -> R) -> R {
@@ -651,6 +751,13 @@ async fn dispatch(rx: Receiver<Event>, callbacks: Arc<Mutex<Callbacks>>) {
                     f(channel);
                 }
             }
+            Event::Track(track) => {
+                let f = lock(&callbacks).on_track.clone();
+                if let Some(f) = f {
+                    f(track);
+                }
+            }
+            Event::TrackInactive(_) | Event::TrackActive(_) | Event::TrackRemoved(_) => {}
             Event::Closed(reason) => {
                 let f = {
                     let mut c = lock(&callbacks);
@@ -659,6 +766,7 @@ async fn dispatch(rx: Receiver<Event>, callbacks: Arc<Mutex<Callbacks>>) {
                     c.on_ready = None;
                     c.on_request = None;
                     c.on_data_channel = None;
+                    c.on_track = None;
                     c.on_close.take()
                 };
                 if let Some(f) = f {

@@ -1,5 +1,7 @@
-//! Everything tokio-specific: the clock, tasks, timers and sockets. The rest
-//! of the crate is the same code in `relay-smol`.
+//! Everything tokio-specific: the clock, tasks, timers and sockets. The
+//! other modules are runtime-neutral: `relay-smol` compiles these same
+//! files (by `#[path]`) against its own `rt`, so they must name nothing of
+//! tokio and carry no doc examples that name this crate.
 
 use std::future::Future;
 use std::io;
