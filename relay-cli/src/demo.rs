@@ -5,10 +5,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use relay_tokio::relay_proto::{TrackCodec, TrackMeta};
 use relay_tokio::{ChannelOptions, Config, Error, Peer, PeerMeta};
 use tokio::sync::Semaphore;
 
 use crate::CliError;
+use crate::media::{self, Received};
 use crate::report::{Spread, human};
 
 /// Arguments of `relay demo`.
@@ -26,6 +28,9 @@ pub struct DemoArgs {
     /// Data-channel messages to send (echoed back).
     #[arg(long, default_value_t = 200)]
     pub messages: usize,
+    /// Seconds of synthetic video (VP8, 30 fps) and audio (Opus) to relay.
+    #[arg(long, default_value_t = 3)]
+    pub seconds: u64,
 }
 
 fn config() -> Config {
@@ -55,8 +60,10 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         Ok::<_, Error>(answer)
     };
 
-    let started = Instant::now();
     let offerer = Peer::new(PeerMeta::new("demo-offerer", "demo"), config()).await?;
+    // From the offer to Ready: the answerer's own setup (its socket and
+    // certificate) is inside, as it is for a remote server.
+    let started = Instant::now();
     offerer.offer(signal).await?;
     let offerer_ready = started.elapsed();
     let answerer: Peer = answerer_rx.await?;
@@ -91,6 +98,46 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
             }
         });
     });
+
+    // Tracks: the answering side reads each to its end and asks for one
+    // keyframe a second in.
+    let (track_tx, mut track_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Received)>();
+    answerer.on_track(move |track| {
+        let tx = track_tx.clone();
+        tokio::spawn(async move {
+            let name = track.meta().track_id.clone();
+            let got = media::count(track, Some(Duration::from_secs(1))).await;
+            let _ = tx.send((name, got));
+        });
+    });
+    print!(
+        "  tracks: {} s of VP8 video and Opus audio ... ",
+        args.seconds
+    );
+    let video = offerer
+        .add_track(TrackMeta::new("demo", "video"), TrackCodec::vp8(96))
+        .await?;
+    let audio = offerer
+        .add_track(TrackMeta::new("demo", "audio"), TrackCodec::opus(111))
+        .await?;
+    let (sent_video, sent_audio) = tokio::try_join!(
+        media::synthetic_video(&video, args.seconds),
+        media::synthetic_audio(&audio, args.seconds)
+    )?;
+    // Removal travels on the signalling channel and can overtake the last
+    // packets: let them land first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop((video, audio));
+    let mut received = std::collections::HashMap::new();
+    while received.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(5), track_rx.recv()).await {
+            Ok(Some((name, got))) => {
+                received.insert(name, got);
+            }
+            _ => break,
+        }
+    }
+    println!("done");
 
     // Requests, `in_flight` at a time.
     print!(
@@ -177,6 +224,23 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         ),
         None => println!("  requests               none answered"),
     }
+    let mut tracks_ok = true;
+    for (name, sent) in [("video", sent_video), ("audio", sent_audio)] {
+        let got = received.get(name).cloned().unwrap_or_default();
+        let secs = args.seconds.max(1) as f64;
+        let loss = sent.packets.saturating_sub(got.packets);
+        println!(
+            "  track {name:<16} {}/{} packets, {:.0} kbit/s, {loss} lost, keyframe requests {}",
+            got.packets,
+            sent.packets,
+            got.bytes as f64 * 8.0 / secs / 1000.0,
+            sent.keyframe_requests
+        );
+        tracks_ok &= got.packets == sent.packets;
+        if name == "video" {
+            tracks_ok &= sent.keyframe_requests >= 1;
+        }
+    }
     println!("  emits                  {emits}/{} received", args.emits);
     println!(
         "  data channel           {echoed}/{} messages echoed in order",
@@ -186,7 +250,8 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         Ok(r) => println!("  close                  answerer saw: {r}"),
         Err(_) => println!("  close                  answerer did not notice within 5 s"),
     }
-    let ok = failed == 0
+    let ok = tracks_ok
+        && failed == 0
         && rtts.len() == args.requests
         && emits == args.emits
         && echoed == args.messages

@@ -9,8 +9,10 @@
 
 mod demo;
 mod http;
+mod media;
 mod peers;
 mod report;
+mod rtp;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -64,6 +66,13 @@ pub struct AnswerArgs {
     /// IP the relay peers bind to (one UDP socket per peer).
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: std::net::IpAddr,
+    /// Play each received track as plain RTP: the first to HOST:PORT, the
+    /// next to PORT + 2, and so on, with an SDP file per track.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub rtp_out: Option<SocketAddr>,
+    /// Where `--rtp-out` writes its SDP files.
+    #[arg(long, default_value = ".")]
+    pub sdp_dir: std::path::PathBuf,
 }
 
 /// Arguments of `relay offer`.
@@ -94,6 +103,16 @@ pub struct OfferArgs {
     /// Stay connected after the requests until interrupted (Ctrl-C).
     #[arg(long)]
     pub stay: bool,
+    /// Relay plain RTP arriving on this local UDP port (RTCP on the next
+    /// one) as a track, e.g. from `ffmpeg ... -f rtp rtp://127.0.0.1:PORT`.
+    #[arg(long, value_name = "PORT")]
+    pub rtp_in: Option<u16>,
+    /// The codec of `--rtp-in`: video/H264, video/VP8 or audio/opus.
+    #[arg(long, default_value = "video/VP8")]
+    pub codec: String,
+    /// The payload type the source sends (ffmpeg's default is 96).
+    #[arg(long, default_value_t = 96)]
+    pub pt: u8,
 }
 
 fn main() -> ExitCode {

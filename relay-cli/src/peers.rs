@@ -11,7 +11,7 @@ use relay_tokio::{Config, Error, Event, Peer, PeerMeta};
 use tokio::net::TcpListener;
 
 use crate::report::{Spread, human};
-use crate::{AnswerArgs, CliError, OfferArgs, http};
+use crate::{AnswerArgs, CliError, OfferArgs, http, media};
 
 fn bound(ip: std::net::IpAddr) -> Config {
     Config::bind(vec![SocketAddr::new(ip, 0)])
@@ -29,8 +29,14 @@ pub async fn answer(args: AnswerArgs) -> Result<(), CliError> {
     println!("relay answer: POST offers to http://{}/relay", args.listen);
     let live = Arc::new(AtomicUsize::new(0));
     let (echo, max_peers, bind) = (args.echo, args.max_peers, args.bind);
+    let sink = args.rtp_out.map(|target| media::RtpOutSink {
+        target,
+        sdp_dir: args.sdp_dir.clone(),
+        next: Default::default(),
+    });
     let server = http::serve(listener, args.token.clone(), move |meta, offer| {
         let live = live.clone();
+        let sink = sink.clone();
         async move {
             if live.load(Ordering::SeqCst) >= max_peers {
                 return Err((
@@ -52,7 +58,7 @@ pub async fn answer(args: AnswerArgs) -> Result<(), CliError> {
                 }
             };
             live.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(watch(peer, meta, echo, live));
+            tokio::spawn(watch(peer, meta, echo, live, sink));
             Ok(answer)
         }
     });
@@ -66,7 +72,13 @@ pub async fn answer(args: AnswerArgs) -> Result<(), CliError> {
 }
 
 /// Prints a line per event of one answered peer.
-async fn watch(peer: Peer, remote: PeerMeta, echo: bool, live: Arc<AtomicUsize>) {
+async fn watch(
+    peer: Peer,
+    remote: PeerMeta,
+    echo: bool,
+    live: Arc<AtomicUsize>,
+    sink: Option<media::RtpOutSink>,
+) {
     let who = format!("[{} / {}]", remote.peer_id, remote.session_id);
     let Some(mut events) = peer.events() else {
         return;
@@ -103,6 +115,25 @@ async fn watch(peer: Peer, remote: PeerMeta, echo: bool, live: Arc<AtomicUsize>)
                     );
                 });
             }
+            Event::Track(track) => {
+                let c = track.codec();
+                println!(
+                    "{who} track {}/{} {} payload type {} clock {} ssrc {}",
+                    track.meta().stream_id,
+                    track.meta().track_id,
+                    c.mime_type,
+                    c.payload_type,
+                    c.clock_rate,
+                    track.ssrc()
+                );
+                let tag = format!(
+                    "{}-{}-{}",
+                    remote.peer_id,
+                    track.meta().stream_id,
+                    track.meta().track_id
+                );
+                media::follow(track, who.clone(), sink.clone(), tag);
+            }
             Event::Closed(reason) => {
                 println!("{who} closed: {reason}");
                 break;
@@ -136,6 +167,25 @@ pub async fn offer(args: OfferArgs) -> Result<(), CliError> {
         Err(e) => return Err(e.into()),
     }
     println!("ready after {}", human(started.elapsed()));
+    let relayed = match args.rtp_in {
+        Some(port) => {
+            let codec = match args.codec.to_ascii_lowercase().as_str() {
+                "video/h264" => relay_tokio::relay_proto::TrackCodec::h264(args.pt),
+                "video/vp8" => relay_tokio::relay_proto::TrackCodec::vp8(args.pt),
+                "audio/opus" => relay_tokio::relay_proto::TrackCodec::opus(args.pt),
+                other => {
+                    peer.close().await;
+                    return Err(format!(
+                        "unknown codec {other:?}: use video/H264, video/VP8 or audio/opus"
+                    )
+                    .into());
+                }
+            };
+            let meta = relay_tokio::relay_proto::TrackMeta::new(args.session_id.clone(), "rtp-in");
+            Some(media::rtp_in(&peer, args.bind, port, codec, meta).await?)
+        }
+        None => None,
+    };
     if args.requests > 0 {
         let mut rtts = Vec::with_capacity(args.requests);
         let mut failed = 0;
@@ -165,10 +215,25 @@ pub async fn offer(args: OfferArgs) -> Result<(), CliError> {
             return Err(format!("{failed} of {} requests failed", args.requests).into());
         }
     }
-    if args.stay {
-        tokio::select! {
-            reason = peer.closed() => println!("closed: {reason}"),
-            _ = tokio::signal::ctrl_c() => println!("interrupted"),
+    if args.stay || relayed.is_some() {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                reason = peer.closed() => {
+                    println!("closed: {reason}");
+                    break;
+                }
+                _ = tokio::signal::ctrl_c() => {
+                    println!("interrupted");
+                    break;
+                }
+                _ = tick.tick() => {
+                    if let Some(n) = &relayed {
+                        println!("relayed {} RTP packets", n.load(Ordering::Relaxed));
+                    }
+                }
+            }
         }
     }
     peer.close().await;

@@ -22,7 +22,11 @@ fn text(out: &Output) -> String {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// `relay answer` in the background, killed on drop.
@@ -57,7 +61,15 @@ impl Drop for Answerer {
 
 #[test]
 fn demo_runs_and_everything_crosses() {
-    let out = run(&["demo", "--requests", "200", "--emits", "50", "--messages", "50"]);
+    let out = run(&[
+        "demo",
+        "--requests",
+        "200",
+        "--emits",
+        "50",
+        "--messages",
+        "50",
+    ]);
     let t = text(&out);
     println!("{t}");
     assert!(out.status.success(), "{t}");
@@ -71,7 +83,15 @@ fn offer_to_answer_over_http_with_requests() {
     let port = free_port();
     let _answerer = Answerer::start(port, &["--token", "s3cret"]);
     let url = format!("http://127.0.0.1:{port}/relay");
-    let out = run(&["offer", "--signal", &url, "--token", "s3cret", "--requests", "20"]);
+    let out = run(&[
+        "offer",
+        "--signal",
+        &url,
+        "--token",
+        "s3cret",
+        "--requests",
+        "20",
+    ]);
     let t = text(&out);
     println!("{t}");
     assert!(out.status.success(), "{t}");
@@ -88,14 +108,22 @@ fn offer_to_answer_over_http_with_requests() {
 fn errors_name_their_cause() {
     // Nothing listens there.
     let port = free_port();
-    let out = run(&["offer", "--signal", &format!("http://127.0.0.1:{port}/relay")]);
+    let out = run(&[
+        "offer",
+        "--signal",
+        &format!("http://127.0.0.1:{port}/relay"),
+    ]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(t.contains("unreachable"), "{t}");
 
     // Not a URL we can use.
     let out = run(&["offer", "--signal", "ftp://example/relay"]);
-    assert!(text(&out).contains("is not http://host:port/path"), "{}", text(&out));
+    assert!(
+        text(&out).contains("is not http://host:port/path"),
+        "{}",
+        text(&out)
+    );
 
     // The port is taken.
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
