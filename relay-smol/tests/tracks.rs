@@ -42,3 +42,8 @@ fn removed_tracks_end_their_readers() {
 fn adding_a_track_fails_when_the_remote_is_gone() {
     within(20, tracks::adding_a_track_fails_when_the_remote_is_gone())
 }
+
+#[test]
+fn an_unpaced_burst_arrives_whole() {
+    within(20, tracks::an_unpaced_burst_arrives_whole())
+}

@@ -96,6 +96,14 @@ pub struct EndpointConfig {
     pub stun_server: Option<SocketAddr>,
     /// How long to wait for each of the three STUN requests. Default 500 ms.
     pub stun_timeout: Duration,
+    /// Receive buffer asked of each socket (`SO_RCVBUF`). The system's
+    /// default (often 208 KiB) drops the tail of a keyframe burst on a fast
+    /// link before the peer's task reads it; the kernel caps the request at
+    /// `net.core.rmem_max`. `None` keeps the system's. Default 4 MiB.
+    pub recv_buffer: Option<usize>,
+    /// Send buffer asked of each socket (`SO_SNDBUF`), capped at
+    /// `net.core.wmem_max`. Default 1 MiB.
+    pub send_buffer: Option<usize>,
 }
 
 impl Default for EndpointConfig {
@@ -115,6 +123,8 @@ impl EndpointConfig {
             announced_ips: Vec::new(),
             stun_server: None,
             stun_timeout: Duration::from_millis(500),
+            recv_buffer: Some(4 * 1024 * 1024),
+            send_buffer: Some(1024 * 1024),
         }
     }
 }

@@ -95,6 +95,7 @@ impl Endpoint {
         for (addr, expanded) in expand(&config.bind)? {
             match std::net::UdpSocket::bind(addr) {
                 Ok(s) => {
+                    size_buffers(&s, &config);
                     let local = s.local_addr()?;
                     sockets.push((local, Arc::new(UdpSocket::from_std(s)?)));
                 }
@@ -253,6 +254,21 @@ impl EndpointInner {
         if let Err(e) = socket.send_to(&t.contents, t.destination).await {
             debug!("send to {} failed: {e}", t.destination);
         }
+    }
+}
+
+/// Asks for the configured socket buffers; the system may grant less.
+fn size_buffers(socket: &std::net::UdpSocket, config: &EndpointConfig) {
+    let sock = socket2::SockRef::from(socket);
+    if let Some(n) = config.recv_buffer
+        && let Err(e) = sock.set_recv_buffer_size(n)
+    {
+        debug!("SO_RCVBUF {n}: {e}");
+    }
+    if let Some(n) = config.send_buffer
+        && let Err(e) = sock.set_send_buffer_size(n)
+    {
+        debug!("SO_SNDBUF {n}: {e}");
     }
 }
 

@@ -38,3 +38,8 @@ async fn removed_tracks_end_their_readers() {
 async fn adding_a_track_fails_when_the_remote_is_gone() {
     within(20, tracks::adding_a_track_fails_when_the_remote_is_gone()).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpaced_burst_arrives_whole() {
+    within(20, tracks::an_unpaced_burst_arrives_whole()).await
+}

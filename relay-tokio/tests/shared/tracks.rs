@@ -103,6 +103,46 @@ async fn send_and_check(track: &LocalTrack, remote: &RemoteTrack, n: u16) {
     future::zip(write, read).await;
 }
 
+/// A keyframe-sized burst (400 packets of 1,000 bytes, unpaced) arrives
+/// whole: the sockets ask the kernel for a 4 MiB receive buffer
+/// (`EndpointConfig::recv_buffer`) instead of its default, which drops the
+/// tail of such a burst on loopback.
+pub async fn an_unpaced_burst_arrives_whole() {
+    let granted = {
+        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sock = socket2::SockRef::from(&probe);
+        sock.set_recv_buffer_size(4 * 1024 * 1024).unwrap();
+        sock.recv_buffer_size().unwrap()
+    };
+    if granted < 1024 * 1024 {
+        println!(
+            "skipped: this kernel grants only {granted} bytes of receive buffer (net.core.rmem_max)"
+        );
+        return;
+    }
+    let (a, b) = pair().await;
+    let b_tracks = remote_tracks(&b);
+    let video = a
+        .add_track(TrackMeta::new("cam", "burst"), TrackCodec::vp8(96))
+        .await
+        .expect("add video");
+    let video_in = b_tracks.recv().await.unwrap();
+    let n = 400u16;
+    for i in 0..n {
+        video.write_rtp(packet(96, i)).await.expect("write_rtp");
+    }
+    for i in 0..n {
+        let got = video_in.read_rtp().await.expect("a packet");
+        assert_eq!(
+            got.sequence_number,
+            packet(96, i).sequence_number,
+            "packet {i}"
+        );
+    }
+    let s = video_in.stats().await.unwrap();
+    assert_eq!((s.packets, s.lost), (n as u64, 0));
+}
+
 pub async fn rtp_crosses_both_ways_in_order() {
     let (a, b) = pair().await;
     let (a_tracks, b_tracks) = (remote_tracks(&a), remote_tracks(&b));
