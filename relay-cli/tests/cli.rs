@@ -162,3 +162,55 @@ fn the_peer_limit_refuses_with_a_reason() {
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(t.contains("HTTP 503") && t.contains("peer limit"), "{t}");
 }
+
+/// A one-shot HTTP server that answers every request with `body` and 200.
+fn fake_answerer(body: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut stream in listener.incoming().map_while(Result::ok) {
+            let mut buf = [0u8; 8192];
+            let _ = stream.read(&mut buf);
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    port
+}
+
+#[test]
+fn an_answer_that_does_not_parse_is_named() {
+    let port = fake_answerer("this is not an answer");
+    let out = run(&[
+        "offer",
+        "--signal",
+        &format!("http://127.0.0.1:{port}/relay"),
+    ]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("does not parse"), "{t}");
+}
+
+#[test]
+fn no_ready_within_the_timeout_is_named() {
+    // A well-formed answer whose only candidate has nobody behind it.
+    let port = fake_answerer(
+        r#"{"iceCandidates":[{"foundation":"1","priority":2130706431,"address":"127.0.0.1","protocol":1,"port":9,"type":1,"component":1,"relatedAddress":"","relatedPort":0,"tcpType":""}],"iceParameters":{"usernameFragment":"abcdefgh","password":"abcdefghijklmnopqrstuvwx","iceLite":false},"dtlsParameters":{"role":1,"fingerprints":[{"algorithm":"sha-256","value":"85:b3:e3:7a:d3:9e:42:b4:fd:0a:31:54:b7:2d:52:0a:b5:e7:d9:3c:46:4d:37:b3:ae:bb:f8:e8:8c:63:34:e0"}]},"sctpCapabilities":{"maxMessageSize":0}}"#,
+    );
+    let started = Instant::now();
+    let out = run(&[
+        "offer",
+        "--signal",
+        &format!("http://127.0.0.1:{port}/relay"),
+        "--ready-timeout",
+        "2",
+    ]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("no Ready within 2 s"), "{t}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
