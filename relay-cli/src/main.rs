@@ -2,11 +2,13 @@
 //!
 //! - `relay demo`: two peers on loopback in one process, with a summary;
 //! - `relay answer --listen ADDR`: answers offers over HTTP (PROTOCOL.md A.5);
-//! - `relay offer --signal URL`: offers to such an endpoint.
+//! - `relay offer --signal URL`: offers to such an endpoint;
+//! - `relay bench`: measurements against the project's targets (table, JSON).
 //!
 //! Exit codes: 0 success, 1 the run failed (something did not cross, the
 //! remote refused, ...), 2 bad usage.
 
+mod bench;
 mod demo;
 mod http;
 mod media;
@@ -46,6 +48,9 @@ enum Command {
     /// Offer to a `relay answer` (or any implementation of PROTOCOL.md A.5)
     /// and fire requests.
     Offer(OfferArgs),
+    /// Measure connect time, request round trips, RTP throughput, CPU and
+    /// memory on loopback; print a table against the targets.
+    Bench(bench::BenchArgs),
 }
 
 /// Arguments of `relay answer`.
@@ -139,6 +144,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Answer(args) => peers::answer(args).await,
             Command::Offer(args) => peers::offer(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
