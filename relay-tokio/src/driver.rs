@@ -178,6 +178,9 @@ pub(crate) struct Driver {
     pub(crate) closed: bool,
 }
 
+/// Inputs taken without waiting after each wake-up, at most.
+const BATCH: usize = 64;
+
 impl Driver {
     pub(crate) async fn run(mut self) {
         info!("peer task started");
@@ -187,7 +190,35 @@ impl Driver {
                 break;
             }
             let wake = self.wait().await;
+            self.handle(wake);
+            // Take what else is already waiting before sending and
+            // reporting: one wake-up then serves a burst of datagrams or
+            // calls, not one each.
+            for _ in 0..BATCH {
+                let next = if let Ok(d) = self.datagrams.try_recv() {
+                    Wake::Datagram(d)
+                } else if let Ok(c) = self.commands.try_recv() {
+                    Wake::Command(c)
+                } else {
+                    break;
+                };
+                self.handle(next);
+            }
+            // A steady stream of inputs wins every race against the timer:
+            // serve a deadline that has passed here too.
             let now = rt::now();
+            if self.core.poll_timeout().is_some_and(|t| t <= now) {
+                self.core.handle_timeout(now);
+            }
+        }
+        self.finish();
+        info!("peer task stopped");
+    }
+
+    /// Applies one input to the core.
+    fn handle(&mut self, wake: Wake) {
+        let now = rt::now();
+        {
             match wake {
                 Wake::Datagram(d) => {
                     trace!(from = %d.source, len = d.data.len(), "datagram in");
@@ -211,8 +242,6 @@ impl Driver {
                 Wake::Timeout => self.core.handle_timeout(now),
             }
         }
-        self.finish();
-        info!("peer task stopped");
     }
 
     /// Exactly one input; fair among those ready.
