@@ -11,6 +11,7 @@ use str0m::rtp::{RtpWrite, SeqNo, Ssrc};
 use str0m::{Rtc, RtcConfig};
 
 use crate::hdrext;
+use crate::peer::later;
 use crate::media::{
     KeyframeKind, RtpIn, RtpOut, SenderReport, TrackCodec, TrackId, TrackKind, TrackStats,
     payload_type_is_carried,
@@ -714,7 +715,7 @@ impl Tracks {
         let t = self.remote.get_mut(&id).ok_or(crate::Error::UnknownTrack)?;
         let kind = if fir_allowed { kind } else { KeyframeKind::Pli };
         match t.last_keyframe_request {
-            Some(last) if now < last + interval => {
+            Some(last) if now < later(last, interval) => {
                 t.stats.keyframe_requests_merged += 1;
                 // FIR wins over PLI when both are waiting.
                 if t.pending_keyframe != Some(KeyframeKind::Fir) {
@@ -758,10 +759,10 @@ impl Tracks {
             if t.pending_keyframe.is_some()
                 && let Some(last) = t.last_keyframe_request
             {
-                consider(last + interval);
+                consider(later(last, interval));
             }
             if let (Some(after), Some(last), false) = (inactive_after, t.last_rtp, t.inactive) {
-                consider(last + after);
+                consider(later(last, after));
             }
         }
         next
@@ -783,13 +784,13 @@ impl Tracks {
                 continue;
             };
             if let (Some(kind), Some(last)) = (t.pending_keyframe, t.last_keyframe_request)
-                && now >= last + interval
+                && now >= later(last, interval)
             {
                 t.pending_keyframe = None;
                 send_keyframe_request(rtc, t, now, kind);
             }
             if let (Some(after), Some(last), false) = (inactive_after, t.last_rtp, t.inactive)
-                && now >= last + after
+                && now >= later(last, after)
             {
                 t.inactive = true;
                 events.push(crate::Event::TrackInactive(id));

@@ -515,3 +515,33 @@ fn a_cancelled_request_reports_once_and_ignores_its_reply() {
     assert!(!evs.iter().any(|e| matches!(e, Event::Reply { .. })));
     assert_eq!(pair.peer(Side::A).stats().drops.unknown_replies, 1);
 }
+
+/// `Duration::MAX` is a natural way to say "never": it must not overflow.
+#[test]
+fn never_ending_timeouts_do_not_overflow() {
+    let never = Duration::MAX;
+    let mut a = config_for(Side::A);
+    a.connect_timeout = never;
+    a.disconnect_grace = never;
+    a.request_timeout = never;
+    a.channel_open_timeout = never;
+    a.keyframe_request_interval = never;
+    a.track_inactive_after = Some(never);
+    let mut pair = Pair::new(13, NetConfig::ideal(), a, config_for(Side::B));
+    pair.connect();
+    let now = pair.now;
+    let id = pair
+        .peer(Side::A)
+        .request(now, "x", None, Some(never))
+        .unwrap();
+    let _default = pair.peer(Side::A).request(now, "y", None, None).unwrap();
+    pair.collect();
+    pair.drive_for(Duration::from_secs(2));
+    assert!(
+        !pair.nodes[0]
+            .log
+            .iter()
+            .any(|(_, e)| matches!(e, Event::RequestFailed { id: r, .. } if *r == id))
+    );
+    assert!(pair.peer(Side::A).poll_timeout().is_some());
+}

@@ -58,7 +58,7 @@ impl Peer {
             protocol: String::new(),
         });
         ch.rtc_id = Some(rtc_id);
-        ch.open_deadline = Some(self.last_now + self.config.channel_open_timeout);
+        ch.open_deadline = Some(later(self.last_now, self.config.channel_open_timeout));
         self.by_rtc_id.insert(rtc_id, id);
     }
 

@@ -87,6 +87,16 @@ const SENDER_REPORT_EVENT: &str = "relay.sender-report";
 /// floods them before its signalling channel is open cannot grow memory).
 const MAX_PRE_READY_EVENTS: usize = 1024;
 
+/// `t + d`, saturating: durations come from the application (a timeout of
+/// `Duration::MAX` means "never"), and `Instant` addition panics on
+/// overflow.
+pub(crate) fn later(t: Instant, d: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    t.checked_add(d.min(CENTURY))
+        .or_else(|| t.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(t)
+}
+
 /// The SCTP stream a Go peer's second and later channels all take.
 const GO_COUNTER_STREAM: u16 = 1;
 
@@ -407,7 +417,7 @@ impl Peer {
         }
         let signal = self.local_signal(announcement)?;
         self.state = PeerState::Connecting;
-        self.connect_deadline = Some(now + self.config.connect_timeout);
+        self.connect_deadline = Some(later(now, self.config.connect_timeout));
         info!(peer = %self.meta.peer_id, session = %self.meta.session_id, "offer created");
         self.drain();
         Ok(signal.encode())
@@ -581,7 +591,7 @@ impl Peer {
         }
         self.signalled = true;
         self.state = PeerState::Connecting;
-        self.connect_deadline = Some(now + self.config.connect_timeout);
+        self.connect_deadline = Some(later(now, self.config.connect_timeout));
         info!(peer = %self.meta.peer_id, session = %self.meta.session_id, "offer accepted");
         self.drain();
         Ok(answer.encode())
@@ -724,7 +734,7 @@ impl Peer {
             return Err(Error::TooManyRequests(self.config.max_pending_requests));
         }
         let id = self.enqueue_message(event, payload)?;
-        self.outbound.insert(id, self.last_now + timeout);
+        self.outbound.insert(id, later(self.last_now, timeout));
         self.stats.requests_sent += 1;
         Ok(id)
     }
@@ -992,7 +1002,7 @@ impl Peer {
                 });
             } else if self
                 .disconnected_since
-                .is_some_and(|t| t + self.config.disconnect_grace <= now)
+                .is_some_and(|t| later(t, self.config.disconnect_grace) <= now)
             {
                 self.close_with(CloseReason::Unreachable);
             }
@@ -1038,7 +1048,7 @@ impl Peer {
             }
             consider(
                 self.disconnected_since
-                    .map(|t| t + self.config.disconnect_grace),
+                    .map(|t| later(t, self.config.disconnect_grace)),
             );
         }
         next
