@@ -1,0 +1,101 @@
+//! `relay-sfu`: a small SFU that cascades over the relay.
+//!
+//! Browsers publish with WHIP (`POST /whip/{session}`) and watch with WHEP
+//! (`POST /whep/{session}`); the page at `/` does both. With
+//! `--relay-to URL` the server relays each session's publishers to another
+//! server, which serves them to its own watchers (`POST /relay`, ion-sfu's
+//! `add_relay_peer`). See the README's "relay-sfu" section.
+#![forbid(unsafe_code)]
+
+mod browser;
+mod http;
+mod relay;
+mod session;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use clap::Parser;
+use session::{Session, Sessions};
+
+/// A small SFU: WHIP and WHEP for browsers, and cascading to other servers
+/// over the relay.
+#[derive(Parser, Debug)]
+#[command(name = "relay-sfu", version)]
+struct Args {
+    /// HTTP address: the page, WHIP, WHEP and the relay endpoint.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Address browsers and other servers reach this server's media on
+    /// (UDP sockets bind it, on ephemeral ports).
+    #[arg(long, default_value = "127.0.0.1")]
+    public_ip: IpAddr,
+    /// Relay every session's local publishers to this server's relay
+    /// endpoint (`http://host:port/relay`); repeat for several servers.
+    #[arg(long, value_name = "URL")]
+    relay_to: Vec<String>,
+    /// This server's name toward other servers (the relay peer id).
+    #[arg(long)]
+    name: Option<String>,
+    /// Log filter, such as `info` or `relay_sfu=debug`.
+    #[arg(long, default_value = "relay_sfu=info")]
+    log: String,
+}
+
+/// What the HTTP handlers share.
+#[derive(Debug)]
+pub struct Server {
+    /// Our name toward other servers.
+    pub name: String,
+    /// The address media sockets bind.
+    pub ip: IpAddr,
+    relay_to: Vec<String>,
+    sessions: Sessions,
+}
+
+impl Server {
+    /// The session of that name; a new one starts relaying to every
+    /// `--relay-to` server.
+    pub fn session(&self, name: &str) -> Arc<Session> {
+        let (session, created) = self.sessions.get_or_create(name);
+        if created {
+            for url in &self.relay_to {
+                let relay =
+                    relay::relay_session(session.clone(), url.clone(), self.name.clone(), self.ip);
+                tokio::spawn(relay);
+            }
+        }
+        session
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
+        .with_writer(std::io::stderr)
+        .init();
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("relay-sfu: cannot listen on {}: {e}", args.listen);
+            std::process::exit(1);
+        }
+    };
+    let name = (args.name).unwrap_or_else(|| format!("sfu-{}", std::process::id()));
+    let server = Arc::new(Server {
+        name,
+        ip: args.public_ip,
+        relay_to: args.relay_to,
+        sessions: Sessions::default(),
+    });
+    println!("relay-sfu {} on http://{}/", server.name, args.listen);
+    for url in &server.relay_to {
+        println!("relaying publishers to {url}");
+    }
+    tokio::select! {
+        _ = http::serve(listener, server) => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

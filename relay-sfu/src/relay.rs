@@ -1,0 +1,229 @@
+//! The server-to-server side, over relay-tokio.
+//!
+//! Outbound (`--relay-to URL`): one relay peer per (session, remote server)
+//! carries all the session's local publishers' tracks (see the README for
+//! why one peer rather than one per publisher). It connects when the
+//! session has a local track, adds each local track as it appears, removes
+//! it when it ends, and closes when none is left.
+//!
+//! Inbound (`POST /relay`, ion-sfu's `add_relay_peer`): each remote track
+//! becomes a track of the session named in the peer's meta, and ends when
+//! the remote removes it or the peer closes.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use relay_tokio::{Config, Error, KeyframeKind, Peer, PeerMeta, RemoteTrack, RtpOut};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::session::{Notice, Origin, Packet, Session, Track};
+
+/// Event name of a publisher's data-channel message on the relay.
+pub const MESSAGE_EVENT: &str = "sfu.message";
+
+fn relay_config(ip: IpAddr) -> Config {
+    Config::bind(vec![SocketAddr::new(ip, 0)])
+}
+
+fn local_tracks(session: &Session) -> Vec<Arc<Track>> {
+    let mut tracks = session.tracks();
+    tracks.retain(|t| t.origin == Origin::Local);
+    tracks
+}
+
+/// Relays `session`'s local publishers to the server at `url` for as long
+/// as the server runs (spawn it once per session and remote server).
+pub async fn relay_session(session: Arc<Session>, url: String, server: String, ip: IpAddr) {
+    let mut notices = session.subscribe();
+    loop {
+        // Connect only when there is something to relay.
+        while local_tracks(&session).is_empty() {
+            if let Err(broadcast::error::RecvError::Closed) = notices.recv().await {
+                return;
+            }
+        }
+        let meta = PeerMeta::new(server.clone(), session.name.clone());
+        match run_outbound(&session, &url, meta, ip, &mut notices).await {
+            Ok(()) => {
+                tracing::info!(session = %session.name, %url, "relay closed: nothing to relay")
+            }
+            Err(e) => {
+                tracing::warn!(session = %session.name, %url, "relay failed: {e}; retrying in 2 s");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
+}
+
+async fn run_outbound(
+    session: &Session,
+    url: &str,
+    meta: PeerMeta,
+    ip: IpAddr,
+    notices: &mut broadcast::Receiver<Notice>,
+) -> Result<(), Error> {
+    let peer = Peer::new(meta, relay_config(ip)).await?;
+    peer.offer(|meta, offer| crate::http::post_offer(url.to_string(), meta, offer))
+        .await?;
+    tracing::info!(session = %session.name, %url, "relay ready");
+    // Track id -> the task forwarding it (it owns the relay's LocalTrack:
+    // aborting it removes the track on the remote).
+    let mut relayed: HashMap<u64, JoinHandle<()>> = HashMap::new();
+    loop {
+        let tracks = local_tracks(session);
+        relayed.retain(|id, task| {
+            let keep = tracks.iter().any(|t| t.id == *id);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for track in tracks {
+            relayed
+                .entry(track.id)
+                .or_insert_with(|| tokio::spawn(forward(peer.clone(), track)));
+        }
+        if relayed.is_empty() {
+            peer.close().await;
+            return Ok(());
+        }
+        tokio::select! {
+            notice = notices.recv() => match notice {
+                Ok(Notice::Message { from, text, origin: Origin::Local }) => {
+                    let payload = serde_json::json!({"from": from, "text": text}).to_string();
+                    peer.emit(MESSAGE_EVENT, Some(Bytes::from(payload))).await?;
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => {
+                    peer.close().await;
+                    return Ok(());
+                }
+            },
+            reason = peer.closed() => {
+                for task in relayed.values() {
+                    task.abort();
+                }
+                return Err(Error::Closed(reason));
+            }
+        }
+    }
+}
+
+/// Adds one local track to the relay peer and forwards its packets, and
+/// the remote's keyframe requests back to the publisher, until the track
+/// ends; then removes it.
+async fn forward(peer: Peer, track: Arc<Track>) {
+    let Some(mut packets) = track.subscribe() else {
+        return;
+    };
+    let local = match peer
+        .add_track(track.meta.clone(), track.codec.clone())
+        .await
+    {
+        Ok(local) => local,
+        Err(e) => {
+            tracing::warn!(track = ?track, "relay refused the track: {e}");
+            return;
+        }
+    };
+    let pt = track.codec.payload_type;
+    loop {
+        tokio::select! {
+            packet = packets.recv() => match packet {
+                Ok(p) => {
+                    let payload = Bytes::copy_from_slice(&p.payload);
+                    let out = RtpOut::new(pt, p.seq as u16, p.timestamp, p.marker, payload);
+                    // A full queue drops the packet, as a congested link would.
+                    if let Err(e) = local.try_write_rtp(out) {
+                        tracing::debug!("relay write failed: {e}");
+                        if matches!(e, Error::Closed(_) | Error::TrackClosed) {
+                            break;
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            request = local.keyframe_request() => match request {
+                Some(_) => track.request_keyframe(),
+                None => break,
+            },
+        }
+    }
+    let _ = local.remove().await;
+}
+
+/// Answers a relay offer from another server (ion-sfu's
+/// `session.add_relay_peer`): its tracks join the session named in `meta`.
+pub async fn accept(
+    sessions: &crate::Server,
+    meta: PeerMeta,
+    offer: &[u8],
+) -> Result<Vec<u8>, Error> {
+    let ours = PeerMeta::new(sessions.name.clone(), meta.session_id.clone());
+    let (peer, answer) = Peer::answer(ours, relay_config(sessions.ip), offer).await?;
+    let session = sessions.session(&meta.session_id);
+    tracing::info!(session = %session.name, remote = %meta.peer_id, "relay peer added");
+    let s = session.clone();
+    peer.on_track(move |remote| {
+        tokio::spawn(ingest(s.clone(), remote));
+    });
+    let s = session.clone();
+    peer.on_request(move |req| {
+        if req.event() == MESSAGE_EVENT {
+            let m: Option<serde_json::Value> =
+                req.payload().and_then(|p| serde_json::from_slice(p).ok());
+            if let Some(m) = m {
+                let from = m["from"].as_str().unwrap_or_default();
+                s.message(from, m["text"].as_str().unwrap_or_default(), Origin::Relay);
+            }
+        }
+        req.ignore();
+    });
+    tokio::spawn(async move {
+        let reason = peer.closed().await;
+        tracing::info!(session = %session.name, remote = %meta.peer_id, "relay peer closed: {reason}");
+    });
+    Ok(answer)
+}
+
+/// A remote track becomes a track of the session until the remote removes
+/// it (or the peer closes); watchers' keyframe requests go back over the
+/// relay.
+async fn ingest(session: Arc<Session>, remote: RemoteTrack) {
+    let (keyframes_tx, mut keyframes) = mpsc::channel(1);
+    let (track, packets) = Track::new(
+        remote.meta().clone(),
+        remote.codec().clone(),
+        Origin::Relay,
+        move || {
+            let _ = keyframes_tx.try_send(());
+        },
+    );
+    session.add_track(track.clone());
+    loop {
+        tokio::select! {
+            packet = remote.read_rtp() => match packet {
+                Some(p) => {
+                    let _ = packets.send(Arc::new(Packet {
+                        seq: p.extended_sequence_number,
+                        timestamp: p.timestamp,
+                        marker: p.marker,
+                        payload: p.payload,
+                        received: p.received,
+                    }));
+                }
+                None => break,
+            },
+            Some(()) = keyframes.recv() => {
+                let _ = remote.request_keyframe(KeyframeKind::Pli).await;
+            }
+        }
+    }
+    drop(packets);
+    session.remove_track(track.id);
+}

@@ -1,0 +1,203 @@
+//! Sessions: the tracks published in a room and the notices its members get.
+//!
+//! A track is published either by a browser on this server (WHIP) or by a
+//! remote server through the relay. Watchers and outbound relays do not care
+//! which: they subscribe to the track's packets and ask its source for
+//! keyframes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use relay_tokio::{TrackCodec, TrackMeta};
+use str0m::media::MediaKind;
+use tokio::sync::broadcast;
+
+/// Packets a slow subscriber may fall behind before it loses some.
+const TRACK_BUFFER: usize = 512;
+
+/// One RTP packet of a track, as its source received it.
+#[derive(Debug)]
+pub struct Packet {
+    /// The source's extended sequence number (starts with rollover count 0).
+    pub seq: u64,
+    /// RTP timestamp.
+    pub timestamp: u32,
+    /// RTP marker bit.
+    pub marker: bool,
+    /// The payload, without the RTP header.
+    pub payload: Arc<[u8]>,
+    /// When this server received it.
+    pub received: Instant,
+}
+
+/// Where a track comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A browser publishing on this server.
+    Local,
+    /// Another server, through a relay peer.
+    Relay,
+}
+
+/// A published track.
+pub struct Track {
+    /// Unique on this server.
+    pub id: u64,
+    /// Stream id (the publisher) and track id.
+    pub meta: TrackMeta,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// The codec its packets carry.
+    pub codec: TrackCodec,
+    /// Local or relayed.
+    pub origin: Origin,
+    /// The source owns the sender: when it drops it, every subscriber's
+    /// receiver ends.
+    packets: broadcast::WeakSender<Arc<Packet>>,
+    keyframe: Box<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for Track {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Track")
+            .field("id", &self.id)
+            .field("meta", &self.meta)
+            .field("codec", &self.codec.mime_type)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Track {
+    /// A new track and the sender its source writes packets to. Dropping
+    /// the sender ends the track for its subscribers; `keyframe` is how a
+    /// subscriber asks the source for a keyframe.
+    pub fn new(
+        meta: TrackMeta,
+        codec: TrackCodec,
+        origin: Origin,
+        keyframe: impl Fn() + Send + Sync + 'static,
+    ) -> (Arc<Track>, broadcast::Sender<Arc<Packet>>) {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let (sender, _) = broadcast::channel(TRACK_BUFFER);
+        let kind = if codec.mime_type.to_ascii_lowercase().starts_with("audio/") {
+            MediaKind::Audio
+        } else {
+            MediaKind::Video
+        };
+        let track = Track {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            meta,
+            kind,
+            codec,
+            origin,
+            packets: sender.downgrade(),
+            keyframe: Box::new(keyframe),
+        };
+        (Arc::new(track), sender)
+    }
+
+    /// The track's packets from now on; `None` if the track has ended.
+    pub fn subscribe(&self) -> Option<broadcast::Receiver<Arc<Packet>>> {
+        self.packets.upgrade().map(|s| s.subscribe())
+    }
+
+    /// Asks the source for a keyframe (the source rate-limits).
+    pub fn request_keyframe(&self) {
+        (self.keyframe)()
+    }
+}
+
+/// What a session tells its members.
+#[derive(Debug, Clone)]
+pub enum Notice {
+    /// A track was added or removed: compare with [`Session::tracks`].
+    TracksChanged,
+    /// A publisher sent a data-channel message.
+    Message {
+        /// The publisher (its stream id).
+        from: String,
+        /// The text.
+        text: String,
+        /// Whether the publisher is on this server.
+        origin: Origin,
+    },
+}
+
+/// A room: published tracks, and notices for whoever takes part.
+#[derive(Debug)]
+pub struct Session {
+    /// The name from the URL path.
+    pub name: String,
+    tracks: Mutex<Vec<Arc<Track>>>,
+    notices: broadcast::Sender<Notice>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Session {
+    fn new(name: &str) -> Session {
+        Session {
+            name: name.to_string(),
+            tracks: Mutex::new(Vec::new()),
+            notices: broadcast::channel(256).0,
+        }
+    }
+
+    /// The session's tracks now.
+    pub fn tracks(&self) -> Vec<Arc<Track>> {
+        lock(&self.tracks).clone()
+    }
+
+    /// Notices from now on. A receiver that lags should treat it as
+    /// [`Notice::TracksChanged`] (messages in between are lost).
+    pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
+        self.notices.subscribe()
+    }
+
+    /// Publishes a track.
+    pub fn add_track(&self, track: Arc<Track>) {
+        tracing::info!(session = %self.name, track = ?track, "track added");
+        lock(&self.tracks).push(track);
+        let _ = self.notices.send(Notice::TracksChanged);
+    }
+
+    /// Withdraws a track.
+    pub fn remove_track(&self, id: u64) {
+        lock(&self.tracks).retain(|t| t.id != id);
+        tracing::info!(session = %self.name, id, "track removed");
+        let _ = self.notices.send(Notice::TracksChanged);
+    }
+
+    /// Fans a publisher's message out to the session's members.
+    pub fn message(&self, from: &str, text: &str, origin: Origin) {
+        let _ = self.notices.send(Notice::Message {
+            from: from.to_string(),
+            text: text.to_string(),
+            origin,
+        });
+    }
+}
+
+/// All sessions of this server, by name.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+impl Sessions {
+    /// The session of that name, and whether it was created now.
+    pub fn get_or_create(&self, name: &str) -> (Arc<Session>, bool) {
+        let mut sessions = lock(&self.sessions);
+        if let Some(s) = sessions.get(name) {
+            return (s.clone(), false);
+        }
+        let s = Arc::new(Session::new(name));
+        sessions.insert(name.to_string(), s.clone());
+        (s, true)
+    }
+}
