@@ -11,11 +11,11 @@ use str0m::rtp::{RtpWrite, SeqNo, Ssrc};
 use str0m::{Rtc, RtcConfig};
 
 use crate::hdrext;
-use crate::peer::later;
 use crate::media::{
     KeyframeKind, RtpIn, RtpOut, SenderReport, TrackCodec, TrackId, TrackKind, TrackStats,
     payload_type_is_carried,
 };
+use crate::peer::later;
 
 /// Registers every payload type a peer may signal (PROTOCOL.md A.4): str0m
 /// fixes its table when the `Rtc` is built and drops unknown types.
