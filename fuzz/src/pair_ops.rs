@@ -263,20 +263,11 @@ struct Book {
     tracks: Vec<(TrackId, u8)>,
     track_outcomes: HashSet<TrackId>,
     removed: HashSet<TrackId>,
-    /// Tracks removed before their outcome. KNOWN ISSUE (see
-    /// `tests/known_issues.rs`): the request that announced such a track
-    /// stays pending, and its end is reported as an application
-    /// [`Event::Reply`] or [`Event::RequestFailed`] under an id the
-    /// application never got. Each such removal excuses one such event.
-    orphaned_track_requests: u32,
     /// Remote tracks announced and not removed.
     remote_tracks: HashSet<TrackId>,
     remote_track_list: Vec<TrackId>,
     ready: bool,
     closed: bool,
-    /// A call without `now` was made since the deadline was last checked
-    /// to be on time (see [`Run::check`]).
-    untimed: bool,
 }
 
 struct Run {
@@ -326,14 +317,11 @@ impl Run {
 
     fn apply(&mut self, op: Op) {
         let now = self.pair.now;
-        if let Some(who) = op.untimed() {
-            self.book_mut(who).untimed = true;
-        }
         match op {
             Op::Emit { who, event, size } => {
                 let closed = self.book(who).closed;
                 let event = "e".repeat(usize::from(event % 16));
-                let result = self.pair.peer(who.side()).emit(&event, size.payload());
+                let result = self.pair.peer(who.side()).emit(now, &event, size.payload());
                 assert!(
                     !(closed && result.is_ok()),
                     "a closed peer accepted an emit"
@@ -364,7 +352,7 @@ impl Run {
                     return;
                 };
                 let closed = book.closed;
-                let result = self.pair.peer(who.side()).reply(id, size.payload());
+                let result = self.pair.peer(who.side()).reply(now, id, size.payload());
                 assert!(
                     !(closed && result.is_ok()),
                     "a closed peer accepted a reply"
@@ -374,7 +362,7 @@ impl Run {
                 if self.book(who).inbound.contains(&id) {
                     return;
                 }
-                let result = self.pair.peer(who.side()).reply(id, None);
+                let result = self.pair.peer(who.side()).reply(now, id, None);
                 assert!(
                     matches!(result, Err(Error::UnknownRequest(_) | Error::Closed)),
                     "a reply to an id never received: {result:?}"
@@ -386,7 +374,7 @@ impl Run {
                     return;
                 };
                 let pending = !book.ended.contains(&id);
-                let cancelled = self.pair.peer(who.side()).cancel_request(id);
+                let cancelled = self.pair.peer(who.side()).cancel_request(now, id);
                 assert_eq!(
                     cancelled, pending,
                     "cancel_request disagrees with the outcomes reported for {id:?}"
@@ -413,7 +401,7 @@ impl Run {
                 if let Ok(id) = self
                     .pair
                     .peer(who.side())
-                    .create_data_channel(&label, options)
+                    .create_data_channel(now, &label, options)
                 {
                     self.book_mut(who).channels.push(id);
                 }
@@ -428,13 +416,16 @@ impl Run {
                     return;
                 };
                 let data = size.payload().unwrap_or_default();
-                let _ = self.pair.peer(who.side()).channel_write(id, binary, &data);
+                let _ = self
+                    .pair
+                    .peer(who.side())
+                    .channel_write(now, id, binary, &data);
             }
             Op::CloseChannel { who, which } => {
                 let Some(&id) = pick(&self.book(who).channels, which) else {
                     return;
                 };
-                let _ = self.pair.peer(who.side()).close_data_channel(id);
+                let _ = self.pair.peer(who.side()).close_data_channel(now, id);
             }
             Op::Close { who } => self.pair.peer(who.side()).close(now),
             Op::Step { steps } => {
@@ -534,12 +525,9 @@ impl Run {
                 let Some(&(track, _)) = pick(&self.book(who).tracks, which) else {
                     return;
                 };
-                if self.pair.peer(who.side()).remove_track(track).is_ok() {
-                    let book = self.book_mut(who);
-                    book.removed.insert(track);
-                    if !book.track_outcomes.contains(&track) {
-                        book.orphaned_track_requests += 1;
-                    }
+                if self.pair.peer(who.side()).remove_track(now, track).is_ok() {
+                    // A pending one ends with TrackFailed (cancelled).
+                    self.book_mut(who).removed.insert(track);
                 }
             }
             Op::Raw { who, raw } => {
@@ -580,7 +568,7 @@ impl Run {
                 };
                 self.pair
                     .peer(who.side())
-                    .send_raw_signal_message_for_testing(bytes);
+                    .send_raw_signal_message_for_testing(now, bytes);
             }
         }
         self.pair.collect();
@@ -652,11 +640,6 @@ impl Run {
                         book.ready = true;
                     }
                     Event::Reply { id, .. } | Event::RequestFailed { id, .. } => {
-                        if !book.issued.contains(id) && book.orphaned_track_requests > 0 {
-                            // The known issue above, not a new break.
-                            book.orphaned_track_requests -= 1;
-                            continue;
-                        }
                         assert!(
                             book.issued.contains(id),
                             "{side:?}: outcome for unknown {id:?}"
@@ -723,19 +706,14 @@ impl Run {
             book.seen = node.log.len();
             // The log is the checker's; the test-facing queue is not read.
             self.pair.nodes[i].events.clear();
-            // Calls that take no `now` (emit, reply, channel calls...) let
-            // the peer schedule from the last time it was given, which can
-            // be before the simulation's `now`: a deadline in the past then
-            // means "at once" and the next step fires it. Only that case
-            // is allowed (`tests/known_issues.rs` shows it).
-            match self.pair.nodes[i].peer.poll_timeout() {
-                Some(t) if t < now => assert!(
-                    self.books[i].untimed,
+            // Every call takes the time: the deadline is never in the past.
+            if let Some(t) = self.pair.nodes[i].peer.poll_timeout() {
+                assert!(
+                    t >= now,
                     "{side:?}: deadline {:?} is before now {:?}",
                     t - self.pair.start,
                     now - self.pair.start
-                ),
-                _ => self.books[i].untimed = false,
+                );
             }
             let stats = self.pair.nodes[i].peer.stats();
             let ended = stats.requests_answered + stats.requests_timed_out + stats.requests_failed;
@@ -780,29 +758,11 @@ impl Run {
         }
         for side in [Side::A, Side::B] {
             let peer = self.pair.peer(side);
-            assert!(matches!(peer.emit("x", None), Err(Error::Closed)));
+            assert!(matches!(peer.emit(now, "x", None), Err(Error::Closed)));
             assert!(matches!(
                 peer.request(now, "x", None, None),
                 Err(Error::Closed)
             ));
-        }
-    }
-}
-
-impl Op {
-    /// The side a call without `now` is made on.
-    fn untimed(&self) -> Option<Who> {
-        match *self {
-            Op::Emit { who, .. }
-            | Op::Reply { who, .. }
-            | Op::ReplyUnknown { who, .. }
-            | Op::Cancel { who, .. }
-            | Op::CreateChannel { who, .. }
-            | Op::ChannelWrite { who, .. }
-            | Op::CloseChannel { who, .. }
-            | Op::Raw { who, .. }
-            | Op::RemoveTrack { who, .. } => Some(who),
-            _ => None,
         }
     }
 }

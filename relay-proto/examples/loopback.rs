@@ -72,7 +72,7 @@ fn answerer(
                 Event::Ready => println!("[answer] ready"),
                 // Echo every request; emits are answered too, harmlessly
                 // (the offerer drops replies it did not ask for and counts them).
-                Event::Request(req) => peer.reply(req.id, req.payload)?,
+                Event::Request(req) => peer.reply(Instant::now(), req.id, req.payload)?,
                 Event::Closed(reason) => {
                     println!("[answer] closed: {reason}; stats: {:?}", peer.stats());
                     return Ok(());
@@ -111,7 +111,11 @@ fn offerer(
             match event {
                 Event::Ready => {
                     println!("[offer] ready after {:?}", started.elapsed());
-                    peer.emit("hello", Some(Bytes::from_static(b"from the offerer")))?;
+                    peer.emit(
+                        Instant::now(),
+                        "hello",
+                        Some(Bytes::from_static(b"from the offerer")),
+                    )?;
                     for i in 0..requests {
                         let id = peer.request(
                             Instant::now(),

@@ -57,7 +57,7 @@
 //!                 let _id = peer.request(Instant::now(), "hello", Some("hi".into()), None)?;
 //!             }
 //!             Event::Reply { payload, .. } => println!("reply: {payload:?}"),
-//!             Event::Request(req) => peer.reply(req.id, req.payload)?,
+//!             Event::Request(req) => peer.reply(Instant::now(), req.id, req.payload)?,
 //!             Event::Closed(reason) => return Ok(println!("closed: {reason}")),
 //!             _ => {}
 //!         }

@@ -369,6 +369,14 @@ impl Tracks {
         self.requests.remove(&request)
     }
 
+    /// The request a track of ours still awaits the reply to, if any.
+    pub(crate) fn pending_request(&self, id: TrackId) -> Option<u64> {
+        match self.local.get(&id)?.state {
+            LocalState::Pending(request) => Some(request),
+            LocalState::Accepted => None,
+        }
+    }
+
     /// The remote accepted our track: RTP may flow.
     pub(crate) fn accepted(&mut self, id: TrackId) {
         if let Some(t) = self.local.get_mut(&id) {

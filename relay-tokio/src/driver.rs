@@ -228,7 +228,7 @@ impl Driver {
                 Wake::Command(c) => self.apply(c),
                 Wake::Control(Control::Cancel(token)) => {
                     if let Some(id) = self.tokens.remove(&token) {
-                        self.core.cancel_request(id);
+                        self.core.cancel_request(now, id);
                     }
                 }
                 Wake::Control(Control::HandleDropped) => {
@@ -331,7 +331,7 @@ impl Driver {
                 payload,
                 done,
             } => {
-                let _ = done.try_send(self.core.emit(&event, payload).map_err(Error::from));
+                let _ = done.try_send(self.core.emit(now, &event, payload).map_err(Error::from));
             }
             Command::Request {
                 token,
@@ -354,7 +354,7 @@ impl Driver {
                 }
             }
             Command::Reply { id, payload, done } => {
-                let _ = done.try_send(self.core.reply(id, payload).map_err(Error::from));
+                let _ = done.try_send(self.core.reply(now, id, payload).map_err(Error::from));
             }
             Command::CreateChannel {
                 label,
@@ -363,7 +363,7 @@ impl Driver {
             } => {
                 let result = self
                     .core
-                    .create_data_channel(&label, options)
+                    .create_data_channel(now, &label, options)
                     .map(|id| self.new_slot(id, label, false));
                 let _ = done.try_send(result.map_err(Error::from));
             }
@@ -381,7 +381,7 @@ impl Driver {
                 self.flush_writes(channel);
             }
             Command::CloseChannel { channel, done } => {
-                let result = match self.core.close_data_channel(channel) {
+                let result = match self.core.close_data_channel(now, channel) {
                     Err(relay_proto::Error::Channel(ChannelError::Unknown)) => Ok(()),
                     r => r.map_err(Error::from),
                 };
@@ -451,7 +451,7 @@ impl Driver {
     /// Removes a track of ours from the core and ends its handle.
     fn remove_local(&mut self, track: TrackId) -> Result<(), Error> {
         self.local_tracks.remove(&track);
-        match self.core.remove_track(track) {
+        match self.core.remove_track(rt::now(), track) {
             Err(relay_proto::Error::UnknownTrack) => Ok(()),
             r => r.map_err(Error::from),
         }
@@ -480,7 +480,7 @@ impl Driver {
             return;
         }
         while let Some(w) = slot.pending.front() {
-            match self.core.channel_write(id, w.binary, &w.data) {
+            match self.core.channel_write(rt::now(), id, w.binary, &w.data) {
                 Err(relay_proto::Error::Channel(ChannelError::Full | ChannelError::NotOpen)) => {
                     return;
                 }

@@ -254,7 +254,7 @@ impl Pair {
                     if self.nodes[i].auto_echo
                         && let Event::Request(r) = &e
                     {
-                        let _ = self.nodes[i].peer.reply(r.id, r.payload.clone());
+                        let _ = self.nodes[i].peer.reply(self.now, r.id, r.payload.clone());
                     }
                     self.nodes[i].log.push((at, e.clone()));
                     self.nodes[i].events.push_back((at, e));

@@ -70,8 +70,9 @@ fn a_local_close_reaches_the_remote_at_once_and_fails_pending_requests() {
         assert!(failed < closed, "request outcomes come before Closed");
         assert_eq!(closed, log.len() - 1, "nothing after Closed");
     }
+    let now = pair.now;
     assert!(matches!(
-        pair.peer(Side::A).emit("x", None),
+        pair.peer(Side::A).emit(now, "x", None),
         Err(Error::Closed)
     ));
     let now = pair.now;
@@ -138,9 +139,10 @@ fn a_short_outage_within_the_grace_is_survived() {
 }
 
 fn open_channel(pair: &mut Pair, side: Side, label: &str) -> (ChannelId, ChannelId) {
+    let now = pair.now;
     let id = pair
         .peer(side)
-        .create_data_channel(label, ChannelOptions::default())
+        .create_data_channel(now, label, ChannelOptions::default())
         .unwrap();
     pair.collect();
     let find_open = |p: &Pair, s: Side| {
@@ -182,16 +184,19 @@ fn user_data_channels_both_ways() {
     let (b_out, a_in) = open_channel(&mut pair, Side::B, "from-b");
     assert_eq!(pair.peer(Side::B).channel_label(b_in), Some("from-a"));
     for i in 0..20u8 {
+        let now = pair.now;
         pair.peer(Side::A)
-            .channel_write(a_out, true, &[i; 100])
+            .channel_write(now, a_out, true, &[i; 100])
             .unwrap();
+        let now = pair.now;
         pair.peer(Side::B)
-            .channel_write(b_out, false, format!("b{i}").as_bytes())
+            .channel_write(now, b_out, false, format!("b{i}").as_bytes())
             .unwrap();
     }
+    let now = pair.now;
     // Either end may write on a channel, whoever opened it.
     pair.peer(Side::B)
-        .channel_write(b_in, true, b"back")
+        .channel_write(now, b_in, true, b"back")
         .unwrap();
     pair.collect();
     pair.drive_for(Duration::from_millis(200));
@@ -206,7 +211,8 @@ fn user_data_channels_both_ways() {
     );
     assert_eq!(data_on(&pair, Side::A, a_out), vec![b"back".to_vec()]);
 
-    pair.peer(Side::A).close_data_channel(a_out).unwrap();
+    let now = pair.now;
+    pair.peer(Side::A).close_data_channel(now, a_out).unwrap();
     pair.collect();
     pair.drive_for(Duration::from_millis(200));
     for (side, id) in [(Side::A, a_out), (Side::B, b_in)] {
@@ -234,19 +240,23 @@ fn user_data_channels_both_ways() {
 #[test]
 fn channels_created_before_ready_open_after_the_signalling_channel() {
     let mut pair = Pair::with_net(5, NetConfig::rtt(Duration::from_millis(10)));
+    let now = pair.now;
     let early_a = pair
         .peer(Side::A)
         .create_data_channel(
+            now,
             "early-a",
             ChannelOptions::unordered(Reliability::MaxRetransmits(0)),
         )
         .unwrap();
+    let now = pair.now;
     let early_b = pair
         .peer(Side::B)
-        .create_data_channel("early-b", ChannelOptions::default())
+        .create_data_channel(now, "early-b", ChannelOptions::default())
         .unwrap();
+    let now = pair.now;
     assert!(matches!(
-        pair.peer(Side::A).channel_write(early_a, true, b"x"),
+        pair.peer(Side::A).channel_write(now, early_a, true, b"x"),
         Err(Error::Channel(ChannelError::NotOpen))
     ));
     pair.connect();
@@ -283,7 +293,8 @@ fn a_full_channel_is_reported_and_then_writable_again() {
     let chunk = vec![1u8; 16 * 1024];
     let mut written = 0;
     let err = loop {
-        match pair.peer(Side::A).channel_write(id, true, &chunk) {
+        let now = pair.now;
+        match pair.peer(Side::A).channel_write(now, id, true, &chunk) {
             Ok(()) => written += 1,
             Err(e) => break e,
         }
@@ -297,7 +308,10 @@ fn a_full_channel_is_reported_and_then_writable_again() {
             .iter()
             .any(|(_, e)| *e == Event::ChannelWritable(id))
     });
-    pair.peer(Side::A).channel_write(id, true, &chunk).unwrap();
+    let now = pair.now;
+    pair.peer(Side::A)
+        .channel_write(now, id, true, &chunk)
+        .unwrap();
     written += 1;
     pair.collect();
     pair.drive_until(Duration::from_secs(10), |p| {
@@ -307,9 +321,10 @@ fn a_full_channel_is_reported_and_then_writable_again() {
         "{written} messages of 16 KiB crossed; the buffer filled after {}",
         written - 1
     );
+    let now = pair.now;
     assert!(matches!(
         pair.peer(Side::A)
-            .channel_write(id, true, &vec![0u8; 70_000]),
+            .channel_write(now, id, true, &vec![0u8; 70_000]),
         Err(Error::Channel(ChannelError::TooLarge(70_000)))
     ));
 }
@@ -318,9 +333,13 @@ fn a_full_channel_is_reported_and_then_writable_again() {
 fn the_signalling_label_is_reserved() {
     let mut pair = Pair::with_net(7, NetConfig::ideal());
     pair.connect();
+    let now = pair.now;
     assert!(matches!(
-        pair.peer(Side::A)
-            .create_data_channel(relay_proto::SIGNAL_LABEL, ChannelOptions::default()),
+        pair.peer(Side::A).create_data_channel(
+            now,
+            relay_proto::SIGNAL_LABEL,
+            ChannelOptions::default()
+        ),
         Err(Error::Channel(ChannelError::ReservedLabel(_)))
     ));
 }
@@ -335,9 +354,10 @@ fn a_channel_that_cannot_open_is_reported_not_left_pending() {
     let mut pair = Pair::new(8, NetConfig::rtt(Duration::from_millis(10)), a, b);
     pair.connect();
     pair.partitioned = true;
+    let now = pair.now;
     let id = pair
         .peer(Side::A)
-        .create_data_channel("never", ChannelOptions::default())
+        .create_data_channel(now, "never", ChannelOptions::default())
         .unwrap();
     pair.collect();
     let at = pair.elapsed();
@@ -361,8 +381,9 @@ fn a_channel_that_cannot_open_is_reported_not_left_pending() {
     println!("gave up after {:?}", when - at);
     // Counted from the peer's last input, a little before `at`.
     assert!(when - at >= Duration::from_millis(1900) && when - at < Duration::from_millis(2100));
+    let now = pair.now;
     assert!(matches!(
-        pair.peer(Side::A).channel_write(id, true, b"x"),
+        pair.peer(Side::A).channel_write(now, id, true, b"x"),
         Err(Error::Channel(ChannelError::Unknown))
     ));
     assert!(

@@ -49,12 +49,14 @@ fn request_and_reply_both_ways() {
             .unwrap();
         assert_eq!(req.event, "ping");
         assert_eq!(req.payload.as_deref(), Some(&b"hello"[..]));
+        let now = pair.now;
         pair.peer(side.other())
-            .reply(req.id, Some(Bytes::from_static(b"pong")))
+            .reply(now, req.id, Some(Bytes::from_static(b"pong")))
             .unwrap();
+        let now = pair.now;
         // A second reply to the same request is refused.
         assert!(matches!(
-            pair.peer(side.other()).reply(req.id, None),
+            pair.peer(side.other()).reply(now, req.id, None),
             Err(Error::UnknownRequest(_))
         ));
         pair.collect();
@@ -77,7 +79,8 @@ fn emits_cross_in_order_both_ways_with_null_payloads() {
     for side in [Side::A, Side::B] {
         for i in 0..50u32 {
             let payload = (i % 5 != 0).then(|| Bytes::from(i.to_string()));
-            pair.peer(side).emit("tick", payload).unwrap();
+            let now = pair.now;
+            pair.peer(side).emit(now, "tick", payload).unwrap();
         }
         pair.collect();
         pair.drive_for(Duration::from_millis(200));
@@ -121,8 +124,9 @@ fn a_thousand_requests_under_loss_each_answered_once() {
             )
             .unwrap();
         ids.insert(id, i);
+        let now = pair.now;
         pair.peer(Side::A)
-            .emit("seq", Some(Bytes::from(i.to_string())))
+            .emit(now, "seq", Some(Bytes::from(i.to_string())))
             .unwrap();
     }
     pair.collect();
@@ -216,8 +220,9 @@ fn an_unanswered_request_times_out_and_its_late_reply_is_dropped() {
             _ => None,
         })
         .unwrap();
+    let now = pair.now;
     pair.peer(Side::B)
-        .reply(req.id, Some("late".into()))
+        .reply(now, req.id, Some("late".into()))
         .unwrap();
     pair.collect();
     pair.drive_for(Duration::from_millis(100));
@@ -281,7 +286,8 @@ fn requests_made_before_ready_are_sent_after_it_and_nothing_arrives_before_ready
         .peer(Side::A)
         .request(now, "early", Some("x".into()), None)
         .unwrap();
-    pair.peer(Side::A).emit("early-emit", None).unwrap();
+    let now = pair.now;
+    pair.peer(Side::A).emit(now, "early-emit", None).unwrap();
     pair.collect();
     pair.drive_until(Duration::from_secs(2), |p| {
         replies(p, Side::A).contains_key(&id)
@@ -419,8 +425,9 @@ fn malformed_and_oversized_messages_are_dropped_and_the_channel_survives() {
         b"[]",
         b"{\"id\":1,\"payload\":\"***\"}",
     ] {
+        let now = pair.now;
         pair.peer(Side::A)
-            .send_raw_signal_message_for_testing(junk.to_vec());
+            .send_raw_signal_message_for_testing(now, junk.to_vec());
     }
     // A fragment run over B's limit (A thinks B allows 100,000 bytes; we
     // bypass A's check to play a broken sender).
@@ -437,8 +444,9 @@ fn malformed_and_oversized_messages_are_dropped_and_the_channel_survives() {
             m
         })
     {
+        let now = pair.now;
         pair.peer(Side::A)
-            .send_raw_signal_message_for_testing(chunk);
+            .send_raw_signal_message_for_testing(now, chunk);
     }
     pair.collect();
     let now = pair.now;
@@ -463,8 +471,9 @@ fn a_request_flood_the_application_ignores_stays_bounded() {
     let mut pair = Pair::new(11, NetConfig::ideal(), config_for(Side::A), b);
     pair.connect();
     for i in 0..1000u32 {
+        let now = pair.now;
         pair.peer(Side::A)
-            .emit("flood", Some(Bytes::from(i.to_string())))
+            .emit(now, "flood", Some(Bytes::from(i.to_string())))
             .unwrap();
     }
     pair.collect();
@@ -479,10 +488,12 @@ fn a_request_flood_the_application_ignores_stays_bounded() {
         .collect();
     assert_eq!(reqs.len(), 1000, "every message is still surfaced");
     assert_eq!(pair.peer(Side::B).stats().drops.unanswered_evicted, 900);
+    let now = pair.now;
     // The newest are still answerable, the oldest are forgotten.
-    assert!(pair.peer(Side::B).reply(reqs[999].id, None).is_ok());
+    assert!(pair.peer(Side::B).reply(now, reqs[999].id, None).is_ok());
+    let now = pair.now;
     assert!(matches!(
-        pair.peer(Side::B).reply(reqs[0].id, None),
+        pair.peer(Side::B).reply(now, reqs[0].id, None),
         Err(Error::UnknownRequest(_))
     ));
     let ids: HashSet<u64> = reqs.iter().map(|r| r.id).collect();
@@ -495,8 +506,10 @@ fn a_cancelled_request_reports_once_and_ignores_its_reply() {
     pair.node(Side::B).auto_echo = true;
     let now = pair.now;
     let id = pair.peer(Side::A).request(now, "echo", None, None).unwrap();
-    assert!(pair.peer(Side::A).cancel_request(id));
-    assert!(!pair.peer(Side::A).cancel_request(id));
+    let now = pair.now;
+    assert!(pair.peer(Side::A).cancel_request(now, id));
+    let now = pair.now;
+    assert!(!pair.peer(Side::A).cancel_request(now, id));
     pair.collect();
     pair.drive_for(Duration::from_millis(100));
     let evs: Vec<_> = pair.take_events(Side::A);

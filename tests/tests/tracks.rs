@@ -607,7 +607,8 @@ fn a_hundred_tracks_added_from_both_sides_at_once_all_flow() {
 fn a_removed_track_ends_at_once_on_the_remote() {
     let mut pair = connected(10, NetConfig::rtt(Duration::from_millis(20)));
     let (tx, rx) = video_track(&mut pair);
-    pair.peer(Side::A).remove_track(tx).unwrap();
+    let now = pair.now;
+    pair.peer(Side::A).remove_track(now, tx).unwrap();
     pair.collect();
     let at = pair.elapsed();
     pair.drive_until(Duration::from_secs(1), |p| {
@@ -764,7 +765,8 @@ fn against_a_base_peer_no_extension_is_used_and_tracks_still_cross() {
         .unwrap();
     pair.collect();
     pair.drive_for(Duration::from_millis(100));
-    pair.peer(Side::A).remove_track(tx).unwrap();
+    let now = pair.now;
+    pair.peer(Side::A).remove_track(now, tx).unwrap();
     pair.collect();
     pair.drive_for(Duration::from_secs(1));
     assert_eq!(rtp_on(&pair, Side::B, rx).len(), 1);

@@ -11,10 +11,12 @@ impl Peer {
     /// follows, or [`Event::ChannelError`] when the open fails.
     pub fn create_data_channel(
         &mut self,
+        now: Instant,
         label: &str,
         options: ChannelOptions,
     ) -> Result<ChannelId, Error> {
         self.check_open()?;
+        self.advance(now);
         if label == SIGNAL_LABEL {
             return Err(ChannelError::ReservedLabel(label.into()).into());
         }
@@ -65,8 +67,15 @@ impl Peer {
     /// Writes one message to a data channel. A full send buffer is
     /// [`ChannelError::Full`]; [`Event::ChannelWritable`] says when to try
     /// again. Drain the outputs afterwards.
-    pub fn channel_write(&mut self, id: ChannelId, binary: bool, data: &[u8]) -> Result<(), Error> {
+    pub fn channel_write(
+        &mut self,
+        now: Instant,
+        id: ChannelId,
+        binary: bool,
+        data: &[u8],
+    ) -> Result<(), Error> {
         self.check_open()?;
+        self.advance(now);
         let ch = self.channels.get_mut(&id.0).ok_or(ChannelError::Unknown)?;
         if data.len() > 64 * 1024 {
             return Err(ChannelError::TooLarge(data.len()).into());
@@ -91,8 +100,9 @@ impl Peer {
     }
 
     /// Closes a data channel; [`Event::ChannelClosed`] follows.
-    pub fn close_data_channel(&mut self, id: ChannelId) -> Result<(), Error> {
+    pub fn close_data_channel(&mut self, now: Instant, id: ChannelId) -> Result<(), Error> {
         self.check_open()?;
+        self.advance(now);
         let ch = self.channels.get(&id.0).ok_or(ChannelError::Unknown)?;
         match ch.rtc_id {
             Some(rtc_id) => {

@@ -204,12 +204,22 @@ impl Peer {
     /// Stops relaying a track of ours. A peer of ours learns at once
     /// ([`Event::TrackRemoved`], `track-remove` feature); a base peer just
     /// sees the track go silent. Drain the outputs afterwards.
-    pub fn remove_track(&mut self, track: TrackId) -> Result<(), Error> {
+    pub fn remove_track(&mut self, now: Instant, track: TrackId) -> Result<(), Error> {
         self.check_open()?;
+        self.advance(now);
         if !self.tracks.is_local(track) {
             return Err(Error::UnknownTrack);
         }
-        let ssrc = self.tracks.drop_local(&mut self.rtc, track);
+        let ssrc = self.tracks.local_ssrc(track);
+        // A track the remote has not accepted yet: its add ends here, once
+        // (TrackFailed, cancelled). The remote may still accept it; the
+        // removal below tells it not to wait for RTP.
+        if let Some(request) = self.tracks.pending_request(track)
+            && self.outbound.complete(request)
+        {
+            self.request_failed(request, RequestError::Cancelled);
+        }
+        self.tracks.drop_local(&mut self.rtc, track);
         if let Some(ssrc) = ssrc
             && self.feature_enabled(FEATURE_TRACK_REMOVE)
         {

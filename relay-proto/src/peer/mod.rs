@@ -697,8 +697,9 @@ impl Peer {
 
     /// Sends a fire-and-forget message. Queued until Ready when called
     /// before it. Drain the outputs afterwards.
-    pub fn emit(&mut self, event: &str, payload: Option<Bytes>) -> Result<(), Error> {
+    pub fn emit(&mut self, now: Instant, event: &str, payload: Option<Bytes>) -> Result<(), Error> {
         self.check_open()?;
+        self.advance(now);
         self.enqueue_message(event, payload)?;
         self.stats.emits_sent += 1;
         self.drain();
@@ -760,7 +761,8 @@ impl Peer {
     /// Withdraws a pending request: [`Event::RequestFailed`] with
     /// [`RequestError::Cancelled`] follows, and a late reply is dropped.
     /// Returns `false` when the request is no longer pending.
-    pub fn cancel_request(&mut self, id: RequestId) -> bool {
+    pub fn cancel_request(&mut self, now: Instant, id: RequestId) -> bool {
+        self.advance(now);
         if self.outbound.complete(id.0) {
             self.request_failed(id.0, RequestError::Cancelled);
             true
@@ -771,8 +773,9 @@ impl Peer {
 
     /// Answers an inbound request ([`Event::Request`]) once. Drain the
     /// outputs afterwards.
-    pub fn reply(&mut self, id: u64, payload: Option<Bytes>) -> Result<(), Error> {
+    pub fn reply(&mut self, now: Instant, id: u64, payload: Option<Bytes>) -> Result<(), Error> {
         self.check_open()?;
+        self.advance(now);
         let Some(event) = self.unanswered.take(id) else {
             return Err(Error::UnknownRequest(id));
         };
@@ -796,7 +799,8 @@ impl Peer {
     /// bypassing the envelope codec, so tests and fuzzers can show how the
     /// remote copes with what a broken or hostile peer sends.
     #[doc(hidden)]
-    pub fn send_raw_signal_message_for_testing(&mut self, data: Vec<u8>) {
+    pub fn send_raw_signal_message_for_testing(&mut self, now: Instant, data: Vec<u8>) {
+        self.advance(now);
         self.send_queue_bytes += data.len();
         self.send_queue.push_back(data);
         self.drain();

@@ -29,7 +29,7 @@ fn our_open(s: &mut Session, label: &str) -> ChannelId {
     let id = s
         .ours
         .peer
-        .create_data_channel(label, ChannelOptions::default())
+        .create_data_channel(Instant::now(), label, ChannelOptions::default())
         .expect("create_data_channel");
     s.ours.take_events();
     id
@@ -51,7 +51,12 @@ fn exchange(s: &mut Session, labels: &[String]) -> (usize, usize) {
         for m in 0..MESSAGES {
             s.ours
                 .peer
-                .channel_write(id, true, format!("rs {label} {m}").as_bytes())
+                .channel_write(
+                    Instant::now(),
+                    id,
+                    true,
+                    format!("rs {label} {m}").as_bytes(),
+                )
                 .expect("channel_write");
             s.go.cmd(json!({"cmd": "send", "label": label,
                             "data": b64(format!("go {label} {m}").as_bytes())}));
@@ -270,7 +275,7 @@ fn simultaneous(offerer: Offerer, name: &str, strict: bool) {
         let id = s
             .ours
             .peer
-            .create_data_channel(&label, ChannelOptions::default())
+            .create_data_channel(Instant::now(), &label, ChannelOptions::default())
             .expect("create_data_channel");
         ours.push((id, label));
         go_open(&mut s, &format!("go-{i}"), None);

@@ -267,7 +267,7 @@ impl Ours {
                 && req.event.starts_with("echo")
             {
                 self.peer
-                    .reply(req.id, req.payload.clone())
+                    .reply(Instant::now(), req.id, req.payload.clone())
                     .expect("echo reply");
             }
             self.log.push((Instant::now(), event));

@@ -33,7 +33,10 @@ fn messaging(offerer: Offerer, name: &str) {
     }
     for i in 0..EMITS {
         let payload = (i > 0).then(|| Bytes::from(format!("rust emit {i}")));
-        s.ours.peer.emit("note", payload).expect("emit");
+        s.ours
+            .peer
+            .emit(Instant::now(), "note", payload)
+            .expect("emit");
     }
     let unanswered = s
         .ours
@@ -254,10 +257,11 @@ fn largest_envelope_crosses_larger_is_refused() {
         matches!(refused, Error::MessageTooLarge { len, limit: GO_LIMIT } if len > GO_LIMIT && len <= GO_LIMIT + 4),
         || format!("unexpected refusal: {refused:?}"),
     );
-    let emit_refused = s
-        .ours
-        .peer
-        .emit(&event, Some(Bytes::from(pattern(max + 3, 3))));
+    let emit_refused = s.ours.peer.emit(
+        Instant::now(),
+        &event,
+        Some(Bytes::from(pattern(max + 3, 3))),
+    );
     s.check(
         matches!(
             emit_refused,
@@ -275,10 +279,10 @@ fn largest_envelope_crosses_larger_is_refused() {
         Event::Request(r) if r.event == "want-reply" => Some(r.id),
         _ => None,
     });
-    let reply_refused = s
-        .ours
-        .peer
-        .reply(req, Some(Bytes::from(pattern(max + 3, 4))));
+    let reply_refused =
+        s.ours
+            .peer
+            .reply(Instant::now(), req, Some(Bytes::from(pattern(max + 3, 4))));
     s.check(
         matches!(
             reply_refused,
@@ -291,7 +295,7 @@ fn largest_envelope_crosses_larger_is_refused() {
     );
     s.ours
         .peer
-        .reply(req, Some(Bytes::from_static(b"small")))
+        .reply(Instant::now(), req, Some(Bytes::from_static(b"small")))
         .expect("the request is still answerable");
     s.ours.take_events();
     let reply = s.wait_go("our small reply", WAIT, "reply", |v| {

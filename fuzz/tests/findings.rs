@@ -47,15 +47,15 @@ fn assert_not_in_the_past(pair: &mut Pair, side: Side, call: &str) {
 /// the caller's now. Drivers that treat a past deadline as "at once" (ours
 /// do) lose nothing, but the deadline has moved into the past.
 #[test]
-#[ignore = "relay-proto: calls without `now` can move the deadline into the past (fuzz/README.md, findings)"]
 fn a_call_without_now_never_moves_the_deadline_into_the_past() {
     let mut pair = idle_pair();
     for side in [Side::A, Side::B] {
         assert_not_in_the_past(&mut pair, side, "idling");
     }
+    let now = pair.now;
     let peer: &mut Peer = pair.peer(Side::B);
     let _id = peer
-        .create_data_channel("late", ChannelOptions::default())
+        .create_data_channel(now, "late", ChannelOptions::default())
         .expect("channel");
     assert_not_in_the_past(&mut pair, Side::B, "create_data_channel");
 }
@@ -88,7 +88,6 @@ fn a_request_timeout_of_duration_max_does_not_panic() {
 /// peer or a timeout, an `Event::RequestFailed`), while the track itself
 /// gets neither `TrackAdded` nor `TrackFailed`.
 #[test]
-#[ignore = "relay-proto: removing a pending track orphans its request (fuzz/README.md, findings)"]
 fn removing_a_pending_track_reports_no_request_outcome() {
     use relay_proto::{Event, TrackCodec, TrackMeta};
     let mut pair = Pair::with_net(3, NetConfig::rtt(Duration::from_millis(20)));
@@ -98,14 +97,16 @@ fn removing_a_pending_track_reports_no_request_outcome() {
         .peer(Side::A)
         .add_track(now, TrackMeta::new("s", "t"), TrackCodec::vp8(96))
         .expect("track");
-    pair.peer(Side::A).remove_track(track).expect("removed");
+    pair.peer(Side::A)
+        .remove_track(now, track)
+        .expect("removed");
     pair.collect();
     pair.drive_for(Duration::from_secs(1));
     let now = pair.now;
     pair.peer(Side::A).close(now);
     pair.collect();
-    let strays: Vec<_> = pair.nodes[Side::A as usize]
-        .log
+    let log = &pair.nodes[Side::A as usize].log;
+    let strays: Vec<_> = log
         .iter()
         .filter(|(_, e)| matches!(e, Event::Reply { .. } | Event::RequestFailed { .. }))
         .collect();
@@ -113,4 +114,17 @@ fn removing_a_pending_track_reports_no_request_outcome() {
         strays.is_empty(),
         "the application never sent a request, yet got {strays:?}"
     );
+    // The add itself ends once: cancelled.
+    let outcomes: Vec<_> = log
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::TrackAdded(t) | Event::TrackFailed { track: t, .. } if *t == track))
+        .collect();
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    assert!(matches!(
+        outcomes[0].1,
+        Event::TrackFailed {
+            reason: relay_proto::RequestError::Cancelled,
+            ..
+        }
+    ));
 }
