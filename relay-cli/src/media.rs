@@ -236,6 +236,11 @@ pub fn follow(track: RemoteTrack, who: String, sink: Option<RtpOutSink>, tag: St
         let mut buf = Vec::with_capacity(1500);
         while let Some(p) = track.read_rtp().await {
             packets += 1;
+            if packets == 1 && out.is_some() {
+                // A player that starts now needs a keyframe to start from;
+                // the request reaches the origin's RTCP through the offer.
+                let _ = track.request_keyframe(KeyframeKind::Pli).await;
+            }
             if let Some((sock, to)) = &out {
                 let pkt = rtp::Rtp {
                     payload_type: p.payload_type,

@@ -214,3 +214,87 @@ fn no_ready_within_the_timeout_is_named() {
     assert!(t.contains("no Ready within 2 s"), "{t}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// A player on the answering side asks for a keyframe when it starts; the
+/// request crosses the relay and reaches the RTP source's RTCP port as PLI.
+#[test]
+fn a_keyframe_request_reaches_the_rtp_source_as_pli() {
+    use std::net::UdpSocket;
+    let http = free_port();
+    let out_port = {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let dir = std::env::temp_dir().join(format!("relay-pli-{http}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _answerer = Answerer::start(
+        http,
+        &[
+            "--rtp-out",
+            &format!("127.0.0.1:{out_port}"),
+            "--sdp-dir",
+            dir.to_str().unwrap(),
+        ],
+    );
+    // The source: RTP from an even port, RTCP on the next one.
+    let (rtp, rtcp) = loop {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = a.local_addr().unwrap().port();
+        if port.is_multiple_of(2)
+            && let Ok(b) = UdpSocket::bind(("127.0.0.1", port + 1))
+        {
+            break (a, b);
+        }
+    };
+    let rtp_in = {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = s.local_addr().unwrap().port();
+        drop(s);
+        p
+    };
+    let mut offer = relay()
+        .args([
+            "offer",
+            "--signal",
+            &format!("http://127.0.0.1:{http}/relay"),
+            "--rtp-in",
+            &rtp_in.to_string(),
+            "--codec",
+            "video/VP8",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(offer.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("ready"), "{first}");
+    let second = lines.next().unwrap().unwrap();
+    assert!(second.starts_with("relaying RTP"), "{second}");
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    rtcp.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let ssrc: u32 = 0x1234_5678;
+    let mut pli = None;
+    let started = Instant::now();
+    let mut seq: u16 = 0;
+    while started.elapsed() < Duration::from_secs(10) && pli.is_none() {
+        let mut pkt = vec![0x80, 96];
+        pkt.extend_from_slice(&seq.to_be_bytes());
+        pkt.extend_from_slice(&(u32::from(seq) * 3000).to_be_bytes());
+        pkt.extend_from_slice(&ssrc.to_be_bytes());
+        pkt.extend_from_slice(&[0x10; 100]);
+        rtp.send_to(&pkt, ("127.0.0.1", rtp_in)).unwrap();
+        seq = seq.wrapping_add(1);
+        let mut buf = [0u8; 1500];
+        if let Ok((n, _)) = rtcp.recv_from(&mut buf) {
+            pli = Some(buf[..n].to_vec());
+        }
+    }
+    let _ = offer.kill();
+    let _ = offer.wait();
+    let pli = pli.expect("a PLI within 10 s");
+    // RTCP PSFB (206), FMT 1, naming the source's SSRC.
+    assert_eq!((pli[0] & 0x1f, pli[1]), (1, 206), "{pli:?}");
+    assert_eq!(u32::from_be_bytes(pli[8..12].try_into().unwrap()), ssrc);
+}
