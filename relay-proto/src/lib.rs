@@ -38,7 +38,7 @@
 //! use std::time::Instant;
 //! use relay_proto::{Config, Event, Peer, PeerMeta};
 //!
-//! # fn signal(_offer: &[u8]) -> Vec<u8> { unimplemented!() }
+//! # fn signal(offer: &[u8]) -> Vec<u8> { offer.to_vec() } // the application's round trip
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let socket = UdpSocket::bind("127.0.0.1:0")?;
 //! let local = socket.local_addr()?;

@@ -848,11 +848,20 @@ fn extend_seq(prev: u64, seq: u16) -> u64 {
 
 /// The Instant at which the origin's clock read `ntp`, given one pairing.
 fn instant_of_ntp(at: Instant, anchor_ntp: u64, ntp: u64) -> Option<Instant> {
+    match ntp_offset(anchor_ntp, ntp) {
+        (d, true) => at.checked_add(d),
+        (d, false) => at.checked_sub(d),
+    }
+}
+
+/// How far `ntp` lies from `anchor_ntp` (both 32.32 NTP), and whether it is
+/// later.
+fn ntp_offset(anchor_ntp: u64, ntp: u64) -> (Duration, bool) {
     let to_dur = |d: u64| Duration::from_nanos(((d as u128 * 1_000_000_000) >> 32) as u64);
     if ntp >= anchor_ntp {
-        at.checked_add(to_dur(ntp - anchor_ntp))
+        (to_dur(ntp - anchor_ntp), true)
     } else {
-        at.checked_sub(to_dur(anchor_ntp - ntp))
+        (to_dur(anchor_ntp - ntp), false)
     }
 }
 
@@ -869,12 +878,15 @@ mod tests {
     }
 
     #[test]
-    fn ntp_pairing_maps_to_instants() {
-        let at = Instant::now();
+    fn ntp_offsets_in_both_directions() {
         let one_sec = 1u64 << 32;
         assert_eq!(
-            instant_of_ntp(at, 10 * one_sec, 11 * one_sec),
-            Some(at + Duration::from_secs(1))
+            ntp_offset(10 * one_sec, 11 * one_sec),
+            (Duration::from_secs(1), true)
+        );
+        assert_eq!(
+            ntp_offset(10 * one_sec, 10 * one_sec - one_sec / 2),
+            (Duration::from_millis(500), false)
         );
     }
 }
