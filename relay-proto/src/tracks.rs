@@ -628,10 +628,8 @@ impl Tracks {
         t.last_rtp = Some(now);
         let ext = *pkt.seq_no;
         let layer = t.layers.get_mut(layer_index)?;
-        let first = *layer.first_seq.get_or_insert(ext);
-        if ext > layer.max_seq || layer.packets == 0 {
-            layer.max_seq = ext.max(layer.max_seq);
-        }
+        layer.first_seq.get_or_insert(ext);
+        layer.max_seq = layer.max_seq.max(ext);
         layer.packets += 1;
         t.stats.packets += 1;
         t.stats.bytes += pkt.payload.len() as u64;
@@ -643,7 +641,6 @@ impl Tracks {
                 Some((l.max_seq.saturating_sub(first) + 1).saturating_sub(l.packets))
             })
             .sum();
-        let _ = first;
         // RFC 3550 interarrival jitter, in clock units, on arrival times
         // relative to the track's first packet.
         let rate = t.codec.clock_rate.max(1) as f64;
