@@ -40,6 +40,11 @@ fn connect_and_request_both_ways() {
 }
 
 #[test]
+fn connect_and_request_over_ipv6() {
+    within(20, loopback::connect_and_request_over_ipv6())
+}
+
+#[test]
 fn events_as_a_stream_and_emits() {
     within(20, loopback::events_as_a_stream_and_emits())
 }

@@ -37,6 +37,11 @@ async fn connect_and_request_both_ways() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_and_request_over_ipv6() {
+    within(20, loopback::connect_and_request_over_ipv6()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_as_a_stream_and_emits() {
     within(20, loopback::events_as_a_stream_and_emits()).await
 }

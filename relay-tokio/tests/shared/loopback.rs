@@ -100,6 +100,36 @@ pub async fn connect_and_request_both_ways() {
     a.close().await;
 }
 
+/// The same over IPv6 loopback (`[::1]`): candidates, ICE, DTLS and
+/// SCTP in the other address family.
+pub async fn connect_and_request_over_ipv6() {
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        println!("skipped: no IPv6 loopback here");
+        return;
+    }
+    let v6 = || {
+        let mut c = Config::bind(vec!["[::1]:0".parse().unwrap()]);
+        c.core.connect_timeout = Duration::from_secs(5);
+        c
+    };
+    let offerer = Peer::new(PeerMeta::new("a6", "s"), v6()).await.unwrap();
+    assert!(offerer.local_addrs().iter().all(|a| a.is_ipv6()));
+    let endpoint = Endpoint::bind(EndpointConfig::bind(vec!["[::1]:0".parse().unwrap()]))
+        .await
+        .unwrap();
+    let (a, b) = pair_with(offerer, move |_, offer| {
+        endpoint.answer(PeerMeta::new("b6", "s"), v6(), &offer)
+    })
+    .await;
+    echo(&b, "b:");
+    let reply = a
+        .request("echo", Some(Bytes::from_static(b"six")))
+        .await
+        .unwrap();
+    assert_eq!(reply.as_deref(), Some(&b"b:six"[..]));
+    a.close().await;
+}
+
 pub async fn events_as_a_stream_and_emits() {
     let (a, b) = pair().await;
     let mut events = b.events().expect("events not taken yet");
