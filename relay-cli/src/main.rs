@@ -38,9 +38,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Two relay peers on loopback in one process: connect, a burst of
-    /// requests, emits and a data channel; prints a summary. Exit 0 only if
-    /// everything crossed.
+    /// Two relay peers on loopback in one process: connect, relay synthetic
+    /// video and audio tracks, a burst of requests, emits and a data
+    /// channel; prints a summary. Exit 0 only if everything crossed.
     Demo(demo::DemoArgs),
     /// Serve `POST /relay` and answer every offer with a relay peer; print
     /// a line per peer event.
