@@ -32,7 +32,7 @@ pub struct Sent {
 pub async fn synthetic_video(track: &LocalTrack, secs: u64) -> Result<Sent, CliError> {
     let mut sent = Sent::default();
     let pt = track.codec().payload_type;
-    let mut seq: u16 = fastrand_u16();
+    let mut seq: u16 = clock_u16();
     let start = Instant::now();
     let mut frame: u64 = 0;
     let mut tick = tokio::time::interval(Duration::from_micros(33_333));
@@ -69,7 +69,7 @@ pub async fn synthetic_video(track: &LocalTrack, secs: u64) -> Result<Sent, CliE
 pub async fn synthetic_audio(track: &LocalTrack, secs: u64) -> Result<Sent, CliError> {
     let mut sent = Sent::default();
     let pt = track.codec().payload_type;
-    let mut seq: u16 = fastrand_u16();
+    let mut seq: u16 = clock_u16();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     let start = Instant::now();
     let mut n: u64 = 0;
@@ -88,7 +88,7 @@ pub async fn synthetic_audio(track: &LocalTrack, secs: u64) -> Result<Sent, CliE
 
 /// A start point for sequence numbers that differs run to run (as an
 /// origin's would), without a random-number crate: the clock's nanoseconds.
-fn fastrand_u16() -> u16 {
+fn clock_u16() -> u16 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos() as u16)

@@ -100,6 +100,24 @@ fn packet(pt: u8, seq: u16, ts: u32, marker: bool, payload: Vec<u8>) -> RtpOut {
     RtpOut::new(pt, seq, ts, marker, Bytes::from(payload))
 }
 
+/// A VP8 video and an Opus audio track from A to B:
+/// ((video A, video B), (audio A, audio B)).
+fn av_tracks(pair: &mut Pair) -> ((TrackId, TrackId), (TrackId, TrackId)) {
+    let video = add_track(
+        pair,
+        Side::A,
+        TrackMeta::new("s", "video"),
+        TrackCodec::vp8(96),
+    );
+    let audio = add_track(
+        pair,
+        Side::A,
+        TrackMeta::new("s", "audio"),
+        TrackCodec::opus(111),
+    );
+    (video, audio)
+}
+
 /// A 30 fps video track with a keyframe every 2 s (8 packets) and 2 packets
 /// per other frame, 1,100 bytes each, plus a 20 ms Opus track, for `secs`.
 /// Returns what was written per track.
@@ -164,18 +182,7 @@ fn run_av(
 #[test]
 fn thirty_seconds_of_video_and_audio_cross_intact() {
     let mut pair = connected(1, NetConfig::rtt(Duration::from_millis(20)));
-    let (v_tx, v_rx) = add_track(
-        &mut pair,
-        Side::A,
-        TrackMeta::new("s", "video"),
-        TrackCodec::vp8(96),
-    );
-    let (a_tx, a_rx) = add_track(
-        &mut pair,
-        Side::A,
-        TrackMeta::new("s", "audio"),
-        TrackCodec::opus(111),
-    );
+    let ((v_tx, v_rx), (a_tx, a_rx)) = av_tracks(&mut pair);
     let (sent_v, sent_a) = run_av(&mut pair, v_tx, a_tx, 30);
     for (sent, rx) in [(&sent_v, v_rx), (&sent_a, a_rx)] {
         let got = rtp_on(&pair, Side::B, rx);
@@ -213,18 +220,7 @@ fn under_three_percent_loss_retransmission_recovers_the_losses() {
     };
     let mut pair = connected(2, net);
     assert!(pair.peer(Side::A).feature_enabled(relay_proto::FEATURE_RTX));
-    let (v_tx, v_rx) = add_track(
-        &mut pair,
-        Side::A,
-        TrackMeta::new("s", "video"),
-        TrackCodec::vp8(96),
-    );
-    let (a_tx, a_rx) = add_track(
-        &mut pair,
-        Side::A,
-        TrackMeta::new("s", "audio"),
-        TrackCodec::opus(111),
-    );
+    let ((v_tx, v_rx), (a_tx, a_rx)) = av_tracks(&mut pair);
     let (sent_v, sent_a) = run_av(&mut pair, v_tx, a_tx, 30);
     pair.drive_for(Duration::from_secs(1));
     for (what, sent, rx) in [("video", &sent_v, v_rx), ("audio", &sent_a, a_rx)] {
@@ -274,18 +270,7 @@ fn toward_a_base_peer_losses_stay_lost_and_are_counted() {
     b.announce_extensions = false;
     let mut pair = Pair::new(2, net, config_for(Side::A), b);
     pair.connect();
-    let (v_tx, v_rx) = add_track(
-        &mut pair,
-        Side::A,
-        TrackMeta::new("s", "video"),
-        TrackCodec::vp8(96),
-    );
-    let (a_tx, _a_rx) = add_track(
-        &mut pair,
-        Side::A,
-        TrackMeta::new("s", "audio"),
-        TrackCodec::opus(111),
-    );
+    let ((v_tx, v_rx), (a_tx, _a_rx)) = av_tracks(&mut pair);
     let (sent_v, _) = run_av(&mut pair, v_tx, a_tx, 10);
     let got = rtp_on(&pair, Side::B, v_rx);
     let stats = pair.peer(Side::B).track_stats(v_rx).unwrap();
