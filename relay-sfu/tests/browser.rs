@@ -59,6 +59,15 @@ fn sfu(port: u16, name: &str, relay_to: Option<u16>) -> Proc {
     child
 }
 
+/// How many keyframe requests server A has sent its publisher so far, from
+/// its debug log.
+fn keyframe_requests_on_a() -> usize {
+    std::fs::read_to_string(log_dir().join("sfu-a.log"))
+        .unwrap_or_default()
+        .matches("keyframe requested")
+        .count()
+}
+
 fn log_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tmp/relay-sfu");
     std::fs::create_dir_all(&dir).expect("target/tmp");
@@ -282,6 +291,7 @@ fn publisher_on_a_watcher_on_b() {
     // Join a while later, so that the picture needs a keyframe the watcher
     // asks for (through B, the relay and A, to the publisher's browser).
     std::thread::sleep(Duration::from_secs(2));
+    let before = keyframe_requests_on_a();
     let joined = Instant::now();
     watcher.goto(&format!("http://127.0.0.1:{port_b}/"));
     watcher.run("sfu.watch('e2e')");
@@ -294,6 +304,19 @@ fn publisher_on_a_watcher_on_b() {
          ({:.1} s after publishing began): {v}",
         joined.elapsed().as_secs_f64(),
         started.elapsed().as_secs_f64()
+    );
+
+    // The watcher's keyframe request went B -> relay -> A and A asked the
+    // publisher's browser for one (A has no watchers of its own).
+    let after = keyframe_requests_on_a();
+    if after <= before {
+        fail(&format!(
+            "no keyframe request reached the publisher on A after the watcher \
+             joined on B ({before} before, {after} after)"
+        ));
+    }
+    println!(
+        "browser: keyframe requests to the publisher on A: {before} before the watcher joined, {after} after"
     );
 
     // A message from the publisher reaches the watcher across the relay.
