@@ -239,10 +239,17 @@ struct Incoming {
 }
 
 /// Accepts a WHIP offer: the browser's tracks join `session` as their first
-/// packets arrive. Returns the SDP answer.
-pub async fn publish(ip: IpAddr, session: Arc<Session>, offer: &str) -> Result<String, OfferError> {
+/// packets arrive. Returns the SDP answer. `server` (this server's name)
+/// prefixes the publisher's id, which names its tracks' stream: ids stay
+/// apart from other servers' publishers when tracks meet across the relay.
+pub async fn publish(
+    ip: IpAddr,
+    server: &str,
+    session: Arc<Session>,
+    offer: &str,
+) -> Result<String, OfferError> {
     let (conn, answer) = Conn::accept(ip, offer).await?;
-    let id = next_id("pub");
+    let id = next_id(&format!("{server}-pub"));
     tracing::info!(session = %session.name, publisher = %id, "publisher joined");
     tokio::spawn(run_publisher(conn, session, id));
     Ok(answer)
@@ -330,7 +337,9 @@ fn on_publisher_rtp(
             } else {
                 "video"
             };
-            let meta = TrackMeta::new(publisher, format!("{kind}-{mid}"));
+            // Track ids name the publisher too: a browser watching two publishers
+            // must not see two tracks with one id (its msid).
+            let meta = TrackMeta::new(publisher, format!("{publisher}-{kind}-{mid}"));
             let commands = commands.clone();
             let (track, packets) = Track::new(meta, codec, Origin::Local, move || {
                 let _ = commands.send(PublisherCommand::Keyframe(mid));

@@ -84,7 +84,7 @@ async fn route(server: &Arc<Server>, req: Request<Incoming>) -> Reply {
             let offer = String::from_utf8_lossy(&body);
             let session = server.session(session);
             let answer = if endpoint == "whip" {
-                crate::browser::publish(server.ip, session, &offer).await
+                crate::browser::publish(server.ip, &server.name, session, &offer).await
             } else {
                 crate::browser::watch(server.ip, session, &offer).await
             };

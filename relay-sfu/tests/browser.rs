@@ -333,25 +333,50 @@ fn publisher_on_a_watcher_on_b() {
     }
     println!("browser: message crossed the relay");
 
+    // Many watchers and publishers per session: a second watcher on B gets
+    // the picture too, and a second publisher on A reaches both watchers.
+    let watcher2 = Browser::open(port_driver);
+    watcher2.goto(&format!("http://127.0.0.1:{port_b}/"));
+    watcher2.run("sfu.watch('e2e')");
+    let Some(v) = playing(&watcher2, 0, 30, Duration::from_secs(30)) else {
+        fail("a second watcher on B did not play within 30 s");
+    };
+    println!("browser: second watcher on B playing: {v}");
+    let publisher2 = Browser::open(port_driver);
+    publisher2.goto(&format!("http://127.0.0.1:{port_a}/"));
+    publisher2.run("sfu.publish('e2e')");
+    for (who, w) in [("first", &watcher), ("second", &watcher2)] {
+        let Some(v) = playing(w, 1, 30, Duration::from_secs(30)) else {
+            fail(&format!(
+                "the second publisher's video did not play on the {who} watcher within 30 s"
+            ));
+        };
+        println!("browser: second publisher playing on the {who} watcher: {v}");
+    }
+
     // A track added after the relay is up reaches the watcher too.
     publisher.run("sfu.addTrack()");
-    let Some(v) = playing(&watcher, 1, 30, Duration::from_secs(30)) else {
+    let Some(v) = playing(&watcher, 2, 30, Duration::from_secs(30)) else {
         fail("the track added later did not play within 30 s");
     };
     println!("browser: second track playing on B: {v}");
 
-    // The publisher leaves: its tracks leave B's page.
-    let left = Instant::now();
-    publisher.eval("sfu.stop(); return null;");
-    let gone = poll(Duration::from_secs(15), || {
-        let n = watcher.eval("return sfu.videos().length;").as_u64()?;
-        (n == 0).then_some(())
-    });
-    if gone.is_none() {
-        fail("the publisher's tracks were not removed on B within 15 s");
+    // Each publisher leaves in turn: its tracks, and only its, leave B's page.
+    for (who, p, remaining) in [("first", &publisher, 1), ("second", &publisher2, 0)] {
+        let left = Instant::now();
+        p.eval("sfu.stop(); return null;");
+        let gone = poll(Duration::from_secs(15), || {
+            let n = watcher.eval("return sfu.videos().length;").as_u64()?;
+            (n == remaining).then_some(())
+        });
+        if gone.is_none() {
+            fail(&format!(
+                "the {who} publisher's tracks were not removed on B within 15 s"
+            ));
+        }
+        println!(
+            "browser: the {who} publisher's tracks removed on B {:.1} s after it left",
+            left.elapsed().as_secs_f64()
+        );
     }
-    println!(
-        "browser: tracks removed on B {:.1} s after the publisher left",
-        left.elapsed().as_secs_f64()
-    );
 }
