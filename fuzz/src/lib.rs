@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod envelope;
+pub mod extensions;
 pub mod pair_ops;
 pub mod peer_datagrams;
 pub mod signal;
@@ -36,6 +37,7 @@ pub type Body = fn(&[u8]);
 pub const TARGETS: &[(&str, Body)] = &[
     ("signal", signal::body),
     ("envelope", envelope::body),
+    ("extensions", extensions::body),
     ("track_signal", track_signal::body),
     ("peer_datagrams", peer_datagrams::body),
     ("pair_ops", pair_ops::body),

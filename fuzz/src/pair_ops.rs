@@ -34,8 +34,8 @@ use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
 use relay_proto::wire::Envelope;
 use relay_proto::{
-    ChannelId, ChannelOptions, Error, Event, KeyframeKind, Reliability, RequestId, RtpOut,
-    TrackCodec, TrackId, TrackMeta, TrackOptions,
+    ChannelId, ChannelOptions, Error, Event, InboundRequestId, KeyframeKind, Reliability,
+    RequestId, RtpOut, TrackCodec, TrackId, TrackMeta, TrackOptions,
 };
 use relay_tests::{NetConfig, Pair, Side, config_for};
 
@@ -352,7 +352,10 @@ impl Run {
                     return;
                 };
                 let closed = book.closed;
-                let result = self.pair.peer(who.side()).reply(now, id, size.payload());
+                let result =
+                    self.pair
+                        .peer(who.side())
+                        .reply(now, InboundRequestId(id), size.payload());
                 assert!(
                     !(closed && result.is_ok()),
                     "a closed peer accepted a reply"
@@ -362,7 +365,10 @@ impl Run {
                 if self.book(who).inbound.contains(&id) {
                     return;
                 }
-                let result = self.pair.peer(who.side()).reply(now, id, None);
+                let result = self
+                    .pair
+                    .peer(who.side())
+                    .reply(now, InboundRequestId(id), None);
                 assert!(
                     matches!(result, Err(Error::UnknownRequest(_) | Error::Closed)),
                     "a reply to an id never received: {result:?}"
@@ -457,10 +463,7 @@ impl Run {
                     0 => TrackCodec::vp8(payload_type),
                     1 => TrackCodec::opus(payload_type),
                     2 => TrackCodec::h264(payload_type),
-                    _ => TrackCodec {
-                        mime_type: "text/plain".into(),
-                        ..TrackCodec::vp8(payload_type)
-                    },
+                    _ => TrackCodec::new("text/plain", 90_000, 0, payload_type),
                 };
                 let closed = self.book(who).closed;
                 let meta =
@@ -496,15 +499,14 @@ impl Run {
                 let Some(&(track, pt)) = pick(&self.book(who).tracks, which) else {
                     return;
                 };
-                let packet = RtpOut {
-                    payload_type: other_pt.unwrap_or(pt),
-                    sequence_number: seq,
+                let packet = RtpOut::new(
+                    other_pt.unwrap_or(pt),
+                    seq,
                     timestamp,
                     marker,
-                    payload: Bytes::from(vec![0x5a; usize::from(len)]),
-                    layer: layer % 3,
-                    header_extensions: Vec::new(),
-                };
+                    Bytes::from(vec![0x5a; usize::from(len)]),
+                )
+                .with_layer(layer % 3);
                 let _ = self.pair.peer(who.side()).write_rtp(now, track, packet);
             }
             Op::RequestKeyframe { who, which, fir } => {
@@ -651,7 +653,7 @@ impl Run {
                     }
                     Event::Request(r) => {
                         assert!(book.ready, "{side:?}: request before Ready");
-                        book.inbound.push(r.id);
+                        book.inbound.push(r.id.0);
                     }
                     Event::ChannelOpen { id, remote, .. } => {
                         assert!(book.ready, "{side:?}: channel open before Ready");

@@ -38,6 +38,11 @@ fn envelope_corpus() {
 }
 
 #[test]
+fn extensions_corpus() {
+    replay("extensions");
+}
+
+#[test]
 fn track_signal_corpus() {
     replay("track_signal");
 }

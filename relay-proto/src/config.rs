@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use str0m::config::DtlsCert;
+use crate::cert::Certificate;
 
 /// Who a peer is, as the application names it.
 ///
@@ -103,8 +103,18 @@ pub struct Config {
     pub seed: u64,
     /// A DTLS certificate shared by many peers (generating one costs about
     /// 1.5 ms); `None` generates one per peer. See
-    /// [`generate_certificate`](crate::generate_certificate).
-    pub dtls_cert: Option<DtlsCert>,
+    /// [`Certificate::generate`].
+    pub dtls_cert: Option<Certificate>,
+    /// The largest datagram the peer sends: an RTP packet whose SRTP
+    /// datagram would be larger is refused by
+    /// [`Peer::write_rtp`](crate::Peer::write_rtp) with
+    /// [`Error::PacketTooLarge`](crate::Error::PacketTooLarge) and counted,
+    /// never sent to be dropped. Default 1,460 bytes: what pion (the Go
+    /// relay) reads an SRTP packet into, and under a 1,500-byte MTU. A
+    /// source RTP packet (12-byte header and payload) of up to 1,440 bytes
+    /// fits (str0m adds a 4-byte header-extension block and SRTP its
+    /// 16-byte tag).
+    pub max_datagram_size: usize,
 }
 
 impl Config {
@@ -127,6 +137,7 @@ impl Config {
             announce_extensions: true,
             seed: 0,
             dtls_cert: None,
+            max_datagram_size: 1460,
         }
     }
 }

@@ -58,6 +58,19 @@ pub enum Error {
     /// The codec's MIME type is neither `audio/...` nor `video/...`.
     #[error("MIME type {0:?} is neither audio/ nor video/")]
     MimeType(String),
+    /// The RTP packet's datagram would exceed the largest one the peer
+    /// sends ([`Config::max_datagram_size`](crate::Config::max_datagram_size));
+    /// it was not sent. A source sending smaller packets fixes it (ffmpeg:
+    /// `-pkt_size 1200`).
+    #[error(
+        "RTP packet of {len} bytes on the wire exceeds the largest datagram, {limit} bytes: send smaller packets (ffmpeg: -pkt_size 1200)"
+    )]
+    PacketTooLarge {
+        /// The datagram's size.
+        len: usize,
+        /// [`Config::max_datagram_size`](crate::Config::max_datagram_size).
+        limit: usize,
+    },
     /// The track has no such simulcast layer.
     #[error("no simulcast layer {0} on this track")]
     UnknownLayer(u8),

@@ -15,6 +15,13 @@ use crate::media::{
 #[must_use = "the outcome of a request is reported under this id"]
 pub struct RequestId(pub u64);
 
+/// Id of a request (or emit) from the remote, to answer with
+/// [`Peer::reply`](crate::Peer::reply).
+///
+/// It is the remote's envelope id on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InboundRequestId(pub u64);
+
 /// Id of a data channel on one peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[must_use = "a data channel is written and reported under this id"]
@@ -25,9 +32,10 @@ pub struct ChannelId(pub u64);
 /// The wire does not tell them apart; answer with
 /// [`Peer::reply`](crate::Peer::reply) when the remote expects a reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct InboundRequest {
-    /// The envelope id; pass it to [`Peer::reply`](crate::Peer::reply).
-    pub id: u64,
+    /// Its id; pass it to [`Peer::reply`](crate::Peer::reply).
+    pub id: InboundRequestId,
     /// The event name.
     pub event: String,
     /// The payload, `None` when the wire carried `null`.
@@ -155,7 +163,7 @@ pub enum Event {
         header_extensions: Vec<HeaderExtension>,
     },
     /// An RTP packet on a remote track.
-    Rtp(Box<RtpIn>),
+    Rtp(RtpIn),
     /// The remote asks for a keyframe on one of our tracks.
     KeyframeRequest {
         /// The track.

@@ -65,14 +65,13 @@ impl ExtensionSerializer for Slot {
     }
 }
 
-/// The leg's extension map: str0m's own, plus the opaque slots.
+/// The leg's extension map: the opaque slots and nothing else. str0m's
+/// own extensions (mid, abs-send-time, transport-cc, rid) are left out:
+/// the leg maps every stream by SSRC and runs no bandwidth estimation, and
+/// a base (Go) peer negotiates none, so each would only cost bytes in every
+/// packet. A slot with no value writes nothing.
 pub(crate) fn leg_extension_map() -> ExtensionMap {
     let mut map = ExtensionMap::empty();
-    map.set(2, Extension::AbsoluteSendTime);
-    map.set(3, Extension::TransportSequenceNumber);
-    map.set(4, Extension::RtpMid);
-    map.set(10, Extension::RtpStreamId);
-    map.set(11, Extension::RepairedRtpStreamId);
     for id in SLOT_IDS {
         map.set(
             id,
@@ -98,6 +97,25 @@ pub(crate) fn to_leg(origin_ids: &[u8], values: &[(u8, Bytes)]) -> ExtensionValu
         ev.user_values.set(LegExtensions(leg));
     }
     ev
+}
+
+/// Bytes the extension block of a packet with `ev` takes on the wire.
+///
+/// str0m 0.25 sets the X bit and writes the block's 4-byte header
+/// (`0xBEDE`, length) on every packet, even one with no extension in it;
+/// the values follow in the one-byte form (1 byte + value each) or, when
+/// one is over 16 bytes, the two-byte form (2 bytes + value), padded to 4.
+pub(crate) fn block_len(ev: &ExtensionValues) -> usize {
+    let Some(leg) = ev.user_values.get::<LegExtensions>() else {
+        return 4;
+    };
+    let two_byte = leg.0.iter().any(|(_, v)| v.len() > 16);
+    let body: usize = leg
+        .0
+        .iter()
+        .map(|(_, v)| v.len() + if two_byte { 2 } else { 1 })
+        .sum();
+    4 + body.div_ceil(4) * 4
 }
 
 /// The origin's `(id, value)` pairs of a received packet. With no list (a

@@ -104,34 +104,37 @@
 #![deny(missing_docs)]
 
 mod candidates;
+mod cert;
+mod channels;
 mod config;
 mod error;
 mod event;
 mod framing;
 mod hdrext;
+mod liveness;
 mod media;
+mod ops;
 mod peer;
+mod phase;
 mod requests;
 mod router;
+mod signalling;
 mod stats;
+mod time;
 mod tracks;
 pub mod wire;
 
+pub use cert::Certificate;
+pub use channels::{ChannelOptions, Reliability};
 pub use config::{AnnouncedAddr, Config, PeerMeta};
 pub use error::{ChannelError, Error};
-pub use event::{ChannelId, CloseReason, Event, InboundRequest, RequestError, RequestId};
+pub use event::{
+    ChannelId, CloseReason, Event, InboundRequest, InboundRequestId, RequestError, RequestId,
+};
 pub use media::{
     HeaderExtension, KeyframeKind, RtpIn, RtpOut, SenderReport, TrackCodec, TrackId, TrackKind,
     TrackMeta, TrackOptions, TrackStats, payload_type_is_carried,
 };
-pub use peer::{
-    ChannelOptions, EXTENSION_VERSION, FEATURE_FAST_SETUP, FEATURE_FIR, FEATURE_HEADER_EXTENSIONS,
-    FEATURE_RTX, FEATURE_SENDER_REPORT, FEATURE_SIMULCAST, FEATURE_TRACK_REMOVE, FEATURES, Peer,
-    Reliability, SIGNAL_LABEL, TRACK_EVENT, Transmit, generate_certificate,
-};
+pub use peer::{Peer, Transmit};
 pub use router::{Router, is_stun, stun_binding_request, stun_mapped_address, ufrag_of};
 pub use stats::{Drops, PeerState, Stats};
-/// A DTLS certificate ([`Config::dtls_cert`]), as str0m defines it.
-pub use str0m::config::DtlsCert;
-/// Header extension values of an RTP packet, as str0m parses them.
-pub use str0m::rtp::ExtensionValues;

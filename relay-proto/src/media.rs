@@ -44,6 +44,7 @@ pub enum TrackKind {
 /// The codec a track carries, as its origin negotiated it (ion-sfu's
 /// `codecParameters`). The relay forwards its payload type unchanged.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TrackCodec {
     /// MIME type, such as `video/VP8` or `audio/opus`.
     pub mime_type: String,
@@ -60,6 +61,52 @@ pub struct TrackCodec {
 }
 
 impl TrackCodec {
+    /// A codec by MIME type, clock rate, channels (0 for video) and payload
+    /// type, with no fmtp line and no RTCP feedback.
+    pub fn new(
+        mime_type: impl Into<String>,
+        clock_rate: u32,
+        channels: u16,
+        payload_type: u8,
+    ) -> Self {
+        TrackCodec {
+            mime_type: mime_type.into(),
+            clock_rate,
+            channels,
+            fmtp_line: String::new(),
+            rtcp_feedback: Vec::new(),
+            payload_type,
+        }
+    }
+
+    /// This codec with an SDP `a=fmtp` line.
+    pub fn with_fmtp_line(mut self, fmtp_line: impl Into<String>) -> Self {
+        self.fmtp_line = fmtp_line.into();
+        self
+    }
+
+    /// This codec with the RTCP feedback the origin negotiated, as
+    /// (type, parameter) pairs such as `("nack", "pli")`.
+    pub fn with_rtcp_feedback<T: Into<String>, P: Into<String>>(
+        mut self,
+        feedback: impl IntoIterator<Item = (T, P)>,
+    ) -> Self {
+        self.rtcp_feedback = feedback
+            .into_iter()
+            .map(|(t, p)| RtcpFeedback {
+                typ: t.into(),
+                parameter: p.into(),
+            })
+            .collect();
+        self
+    }
+
+    /// This codec on another payload type.
+    pub fn with_payload_type(mut self, payload_type: u8) -> Self {
+        self.payload_type = payload_type;
+        self
+    }
+
     /// VP8 at 90 kHz with NACK and PLI feedback.
     pub fn vp8(payload_type: u8) -> Self {
         TrackCodec {
@@ -158,6 +205,7 @@ pub struct HeaderExtension {
 /// How a track is carried beyond its codec; the default is one encoding and
 /// no header extensions (all a base peer can take).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct TrackOptions {
     /// The origin's header extensions whose values should cross with each
     /// packet ([`RtpOut::header_extensions`]), at most 9. Needs the
@@ -170,8 +218,26 @@ pub struct TrackOptions {
     pub simulcast: Vec<String>,
 }
 
+impl TrackOptions {
+    /// Options with simulcast layers by RTP stream id.
+    pub fn with_simulcast<S: Into<String>>(mut self, rids: impl IntoIterator<Item = S>) -> Self {
+        self.simulcast = rids.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Options with the origin's header extensions.
+    pub fn with_header_extensions(mut self, extensions: Vec<HeaderExtension>) -> Self {
+        self.header_extensions = extensions;
+        self
+    }
+}
+
 /// One RTP packet to forward on a track, as it came from the origin.
+///
+/// Made with [`RtpOut::new`], or with [`RtpOut::forward`] from a packet
+/// another peer received: that one is written without copying its payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RtpOut {
     /// Payload type (normally the track's; any carried one is accepted).
     pub payload_type: u8,
@@ -189,6 +255,9 @@ pub struct RtpOut {
     /// The origin's header-extension values, by the origin's id; only ids
     /// listed in [`TrackOptions::header_extensions`] cross.
     pub header_extensions: Vec<(u8, Bytes)>,
+    /// The buffer `payload` came from when it was received by a peer
+    /// (str0m's own), so that writing it again needs no copy.
+    shared: SharedPayload,
 }
 
 impl RtpOut {
@@ -208,12 +277,59 @@ impl RtpOut {
             payload,
             layer: 0,
             header_extensions: Vec::new(),
+            shared: SharedPayload::default(),
+        }
+    }
+
+    /// The same packet, to write on a track of another peer: payload type,
+    /// sequence number, timestamp, marker, layer, header extensions and
+    /// payload as received. The payload is not copied (as long as
+    /// `payload` is left as it is).
+    pub fn forward(packet: &RtpIn) -> Self {
+        RtpOut {
+            payload_type: packet.payload_type,
+            sequence_number: packet.sequence_number,
+            timestamp: packet.timestamp,
+            marker: packet.marker,
+            payload: packet.payload.clone(),
+            layer: packet.layer,
+            header_extensions: packet.header_extensions.clone(),
+            shared: packet.shared.clone(),
+        }
+    }
+
+    /// This packet on another simulcast layer.
+    pub fn with_layer(mut self, layer: u8) -> Self {
+        self.layer = layer;
+        self
+    }
+
+    /// This packet with the origin's header-extension values.
+    pub fn with_header_extensions(mut self, values: Vec<(u8, Bytes)>) -> Self {
+        self.header_extensions = values;
+        self
+    }
+
+    /// The payload as str0m takes it (`Arc<[u8]>`): the received buffer
+    /// itself when `payload` still is that buffer, else one copy. str0m
+    /// 0.25's `RtpWrite` takes an `Arc<[u8]>`, and a `Bytes` cannot become
+    /// one without copying; an `RtpWrite` that took `Bytes` would lift it.
+    pub(crate) fn into_shared_payload(self) -> Arc<[u8]> {
+        match self.shared.0 {
+            Some(shared)
+                if shared.as_ptr() == self.payload.as_ptr()
+                    && shared.len() == self.payload.len() =>
+            {
+                shared
+            }
+            _ => Arc::from(&self.payload[..]),
         }
     }
 }
 
 /// One RTP packet received on a remote track.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct RtpIn {
     /// The track.
     pub track: TrackId,
@@ -235,13 +351,33 @@ pub struct RtpIn {
     /// track's signalled list; for a base peer's track, the ids as they
     /// came, which the Go relay leaves as the origin set them).
     pub header_extensions: Vec<(u8, Bytes)>,
-    /// The extension values str0m parsed itself (its own: abs-send-time,
-    /// transport-cc, mid, rid).
-    pub extensions: str0m::rtp::ExtensionValues,
-    /// The payload.
-    pub payload: Arc<[u8]>,
+    /// The payload. It shares the buffer the packet was decrypted into;
+    /// [`RtpOut::forward`] writes it on another track without a copy.
+    pub payload: Bytes,
     /// When it arrived (the time passed to the input that delivered it).
     pub received: Instant,
+    /// str0m's buffer behind `payload`.
+    pub(crate) shared: SharedPayload,
+}
+
+/// str0m's buffer behind a received payload, carried along so that
+/// forwarding needs no copy. Invisible to equality and debug output: it is
+/// the same bytes as the payload.
+#[derive(Clone, Default)]
+pub(crate) struct SharedPayload(pub(crate) Option<Arc<[u8]>>);
+
+impl PartialEq for SharedPayload {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for SharedPayload {}
+
+impl std::fmt::Debug for SharedPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("..")
+    }
 }
 
 /// A keyframe request's kind.
@@ -301,4 +437,8 @@ pub struct TrackStats {
     pub keyframe_requests: u64,
     /// Keyframe requests merged into one already sent (received side).
     pub keyframe_requests_merged: u64,
+    /// Packets refused by `write_rtp` because their datagram would exceed
+    /// [`Config::max_datagram_size`](crate::Config::max_datagram_size)
+    /// (sending side).
+    pub refused_too_large: u64,
 }

@@ -44,6 +44,9 @@ pub struct Stats {
     pub datagrams_in: u64,
     /// UDP datagrams sent.
     pub datagrams_out: u64,
+    /// RTP packets `write_rtp` refused because their datagram would exceed
+    /// [`Config::max_datagram_size`](crate::Config::max_datagram_size).
+    pub rtp_refused_too_large: u64,
     /// Drops, by cause.
     pub drops: Drops,
 }

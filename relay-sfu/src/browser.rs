@@ -196,13 +196,12 @@ fn track_codec(params: &PayloadParams) -> TrackCodec {
     } else {
         "video"
     };
-    TrackCodec {
-        mime_type: format!("{kind}/{}", spec.codec),
-        clock_rate: spec.clock_rate.get(),
-        channels: spec.channels.unwrap_or(0).into(),
-        fmtp_line: spec.format.to_string(),
-        ..base
-    }
+    let mut codec = base;
+    codec.mime_type = format!("{kind}/{}", spec.codec);
+    codec.clock_rate = spec.clock_rate.get();
+    codec.channels = spec.channels.unwrap_or(0).into();
+    codec.fmtp_line = spec.format.to_string();
+    codec
 }
 
 /// Our payload type on `rtc` for a track's codec: same codec, and for H.264

@@ -213,7 +213,7 @@ async fn ingest(session: Arc<Session>, remote: RemoteTrack) {
                         seq: p.extended_sequence_number,
                         timestamp: p.timestamp,
                         marker: p.marker,
-                        payload: p.payload,
+                        payload: Arc::from(&p.payload[..]),
                         received: p.received,
                     }));
                 }

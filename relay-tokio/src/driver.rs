@@ -354,7 +354,11 @@ impl Driver {
                 }
             }
             Command::Reply { id, payload, done } => {
-                let _ = done.try_send(self.core.reply(now, id, payload).map_err(Error::from));
+                let _ = done.try_send(
+                    self.core
+                        .reply(now, relay_proto::InboundRequestId(id), payload)
+                        .map_err(Error::from),
+                );
             }
             Command::CreateChannel {
                 label,
@@ -623,7 +627,7 @@ impl Driver {
                 let delivered = self
                     .remote_tracks
                     .get(&packet.track)
-                    .is_some_and(|s| s.rtp.try_send(*packet).is_ok());
+                    .is_some_and(|s| s.rtp.try_send(packet).is_ok());
                 if !delivered {
                     self.shared.count_rtp_drop();
                 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_channel::{Receiver, Sender, TrySendError};
-use relay_proto::{AnnouncedAddr, DtlsCert, PeerMeta, Router, Transmit};
+use relay_proto::{AnnouncedAddr, Certificate as DtlsCert, PeerMeta, Router, Transmit};
 use tracing::{debug, trace, warn};
 
 use crate::config::{Config, EndpointConfig};
@@ -156,7 +156,7 @@ impl Endpoint {
                 sockets,
                 announced,
                 routes,
-                cert: relay_proto::generate_certificate().ok(),
+                cert: relay_proto::Certificate::generate().ok(),
                 unrouted,
                 _receivers: receivers,
             }),

@@ -46,7 +46,7 @@ impl Request {
         shared: Arc<Shared>,
     ) -> Self {
         Request {
-            id: inbound.id,
+            id: inbound.id.0,
             event: inbound.event,
             payload: inbound.payload,
             commands,

@@ -118,10 +118,10 @@ pub const ADDR_A: &str = "127.0.0.1:10001";
 pub const ADDR_B: &str = "127.0.0.1:10002";
 
 /// A shared certificate keeps each test's setup cheap.
-pub fn shared_cert() -> relay_proto::DtlsCert {
+pub fn shared_cert() -> relay_proto::Certificate {
     use std::sync::OnceLock;
-    static CERT: OnceLock<relay_proto::DtlsCert> = OnceLock::new();
-    CERT.get_or_init(|| relay_proto::generate_certificate().expect("certificate"))
+    static CERT: OnceLock<relay_proto::Certificate> = OnceLock::new();
+    CERT.get_or_init(|| relay_proto::Certificate::generate().expect("certificate"))
         .clone()
 }
 

@@ -47,11 +47,11 @@ fn both_sides_ready_at_50ms_rtt() {
     // no DCEP round trip.
     assert!(
         pair.peer(Side::A)
-            .feature_enabled(relay_proto::FEATURE_FAST_SETUP)
+            .feature_enabled(relay_proto::wire::FEATURE_FAST_SETUP)
     );
     assert!(
         pair.peer(Side::B)
-            .feature_enabled(relay_proto::FEATURE_FAST_SETUP)
+            .feature_enabled(relay_proto::wire::FEATURE_FAST_SETUP)
     );
     assert!(a <= Duration::from_millis(200), "A took {a:?}");
     assert!(b <= Duration::from_millis(200), "B took {b:?}");
@@ -78,7 +78,7 @@ fn toward_a_base_peer_setup_takes_the_full_handshakes() {
     assert!(
         !pair
             .peer(Side::A)
-            .feature_enabled(relay_proto::FEATURE_FAST_SETUP)
+            .feature_enabled(relay_proto::wire::FEATURE_FAST_SETUP)
     );
 }
 

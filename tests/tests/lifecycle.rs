@@ -337,7 +337,7 @@ fn the_signalling_label_is_reserved() {
     assert!(matches!(
         pair.peer(Side::A).create_data_channel(
             now,
-            relay_proto::SIGNAL_LABEL,
+            relay_proto::wire::SIGNAL_LABEL,
             ChannelOptions::default()
         ),
         Err(Error::Channel(ChannelError::ReservedLabel(_)))

@@ -496,7 +496,7 @@ fn a_request_flood_the_application_ignores_stays_bounded() {
         pair.peer(Side::B).reply(now, reqs[0].id, None),
         Err(Error::UnknownRequest(_))
     ));
-    let ids: HashSet<u64> = reqs.iter().map(|r| r.id).collect();
+    let ids: HashSet<u64> = reqs.iter().map(|r| r.id.0).collect();
     assert_eq!(ids.len(), 1000, "emit ids are distinct");
 }
 

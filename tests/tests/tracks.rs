@@ -90,7 +90,7 @@ fn rtp_on(pair: &Pair, side: Side, track: TrackId) -> Vec<RtpIn> {
         .log
         .iter()
         .filter_map(|(_, e)| match e {
-            Event::Rtp(p) if p.track == track => Some((**p).clone()),
+            Event::Rtp(p) if p.track == track => Some(p.clone()),
             _ => None,
         })
         .collect()
@@ -219,7 +219,10 @@ fn under_three_percent_loss_retransmission_recovers_the_losses() {
         duplicate: 0.0,
     };
     let mut pair = connected(2, net);
-    assert!(pair.peer(Side::A).feature_enabled(relay_proto::FEATURE_RTX));
+    assert!(
+        pair.peer(Side::A)
+            .feature_enabled(relay_proto::wire::FEATURE_RTX)
+    );
     let ((v_tx, v_rx), (a_tx, a_rx)) = av_tracks(&mut pair);
     let (sent_v, sent_a) = run_av(&mut pair, v_tx, a_tx, 30);
     pair.drive_for(Duration::from_secs(1));
@@ -330,12 +333,7 @@ fn any_carried_payload_type_and_a_stream_joined_at_65530_cross_unchanged() {
         &mut pair,
         Side::A,
         TrackMeta::new("s", "pcmu"),
-        TrackCodec {
-            mime_type: "audio/PCMU".into(),
-            clock_rate: 8000,
-            channels: 1,
-            ..TrackCodec::opus(0)
-        },
+        TrackCodec::new("audio/PCMU", 8000, 1, 0).with_fmtp_line(TrackCodec::opus(0).fmtp_line),
     );
     send(
         &mut pair,
@@ -366,10 +364,8 @@ fn payload_types_that_collide_with_rtcp_are_refused() {
             .write_rtp(now, tx, packet(80, 1, 1, false, vec![1])),
         Err(Error::PayloadType(80))
     ));
-    let bad_mime = TrackCodec {
-        mime_type: "text/plain".into(),
-        ..TrackCodec::vp8(96)
-    };
+    let mut bad_mime = TrackCodec::vp8(96);
+    bad_mime.mime_type = "text/plain".into();
     assert!(matches!(
         pair.peer(Side::A)
             .add_track(now, TrackMeta::new("s", "t"), bad_mime),
@@ -725,7 +721,7 @@ fn against_a_base_peer_no_extension_is_used_and_tracks_still_cross() {
     assert!(
         !pair
             .peer(Side::A)
-            .feature_enabled(relay_proto::FEATURE_TRACK_REMOVE)
+            .feature_enabled(relay_proto::wire::FEATURE_TRACK_REMOVE)
     );
     let (tx, rx) = video_track(&mut pair);
     let now = pair.now;
@@ -857,10 +853,7 @@ fn the_origins_header_extensions_cross_with_their_values() {
             uri: "urn:3gpp:video-orientation".into(),
         },
     ];
-    let options = TrackOptions {
-        header_extensions: exts.clone(),
-        simulcast: vec![],
-    };
+    let options = TrackOptions::default().with_header_extensions(exts.clone());
     let (tx, _) = add_track_with(
         &mut pair,
         Side::A,
@@ -916,10 +909,7 @@ fn the_origins_header_extensions_cross_with_their_values() {
 fn simulcast_layers_cross_each_on_its_own_ssrc() {
     use relay_proto::TrackOptions;
     let mut pair = connected(16, NetConfig::rtt(Duration::from_millis(10)));
-    let options = TrackOptions {
-        header_extensions: vec![],
-        simulcast: vec!["q".into(), "h".into(), "f".into()],
-    };
+    let options = TrackOptions::default().with_simulcast(["q", "h", "f"]);
     let (tx, _) = add_track_with(
         &mut pair,
         Side::A,
@@ -1008,22 +998,16 @@ fn simulcast_and_header_extensions_need_the_remote_to_announce_them() {
     let mut pair = Pair::new(17, NetConfig::ideal(), config_for(Side::A), b);
     pair.connect();
     let now = pair.now;
-    let sim = TrackOptions {
-        header_extensions: vec![],
-        simulcast: vec!["q".into(), "f".into()],
-    };
+    let sim = TrackOptions::default().with_simulcast(["q", "f"]);
     assert!(matches!(
         pair.peer(Side::A)
             .add_track_with(now, TrackMeta::new("s", "v"), TrackCodec::vp8(96), sim),
         Err(Error::ExtensionNotNegotiated("simulcast"))
     ));
-    let ext = TrackOptions {
-        header_extensions: vec![HeaderExtension {
-            id: 1,
-            uri: "urn:x".into(),
-        }],
-        simulcast: vec![],
-    };
+    let ext = TrackOptions::default().with_header_extensions(vec![HeaderExtension {
+        id: 1,
+        uri: "urn:x".into(),
+    }]);
     assert!(matches!(
         pair.peer(Side::A)
             .add_track_with(now, TrackMeta::new("s", "v"), TrackCodec::vp8(96), ext),

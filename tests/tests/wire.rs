@@ -5,9 +5,10 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use relay_proto::wire::{
     Announcement, CandidateProtocol, CandidateType, CodecParameters, DecodeError, DtlsFingerprint,
-    DtlsParameters, DtlsRole, Encodings, Envelope, HeaderExtensionMap, IceParameters,
-    LayerEncoding, RtcpFeedback, RtxEncoding, SctpCapabilities, Signal, SignalCandidate,
-    TrackExtensions, TrackInfo, TrackSignal,
+    DtlsParameters, DtlsRole, Encodings, Envelope, Extension, HeaderExtensionMap, IceParameters,
+    LayerEncoding, OriginReport, RtcpFeedback, RtxEncoding, SENDER_REPORT_EVENT, SctpCapabilities,
+    Signal, SignalCandidate, TRACK_REMOVE_EVENT, TrackExtensions, TrackInfo, TrackRemove,
+    TrackSignal,
 };
 use serde_json::Value;
 
@@ -940,6 +941,68 @@ fn any_track_signal() -> impl Strategy<Value = TrackSignal> {
         )
 }
 
+/// The extension messages' exact bytes, as docs/protocol.md gives them
+/// (B.2 and B.3), inside the envelope that carries them.
+#[test]
+fn extension_messages_exact_bytes() {
+    let remove = TrackRemove { ssrc: 2596996162 };
+    assert_eq!(remove.encode(), br#"{"ssrc":2596996162}"#);
+    let report = OriginReport {
+        ssrc: 2596996162,
+        ntp: 0xe8a3_1a2b_8000_0000,
+        rtp: 3_000_000_000,
+    };
+    assert_eq!(
+        report.encode(),
+        br#"{"ssrc":2596996162,"ntp":16763271012136517632,"rtp":3000000000}"#
+    );
+    let env = Envelope {
+        id: 7,
+        reply: false,
+        event: TRACK_REMOVE_EVENT.into(),
+        payload: Some(Bytes::from(remove.encode())),
+    };
+    assert_eq!(
+        env.encode(),
+        br#"{"id":7,"reply":false,"event":"relay.track.remove","payload":"eyJzc3JjIjoyNTk2OTk2MTYyfQ=="}"#
+    );
+    assert_eq!(
+        Extension::decode(&env.event, env.payload.as_deref()).map(|r| r.unwrap()),
+        Some(Extension::TrackRemove(remove))
+    );
+    assert_eq!(
+        Extension::decode(SENDER_REPORT_EVENT, Some(&report.encode())).map(|r| r.unwrap()),
+        Some(Extension::OriginReport(report))
+    );
+}
+
+#[test]
+fn extension_messages_refuse_what_they_cannot_use() {
+    for bad in [
+        &br#"{"ssrc":0}"#[..],
+        br#"{"ssrc":-1}"#,
+        br#"{"ssrc":"1"}"#,
+        br#"{}"#,
+        br#"[1]"#,
+        br#"not json"#,
+    ] {
+        assert!(
+            TrackRemove::decode(bad).is_err(),
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    assert!(is_malformed(OriginReport::decode(br#"{"ssrc":1,"rtp":2}"#)));
+    assert!(is_invalid(OriginReport::decode(
+        br#"{"ssrc":1,"ntp":2,"rtp":4294967296}"#
+    )));
+    assert!(matches!(
+        Extension::decode(TRACK_REMOVE_EVENT, None),
+        Some(Err(_))
+    ));
+    assert!(Extension::decode("sfu.message", Some(b"{}")).is_none());
+}
+
 /// Valid inputs with one byte changed, to reach deeper than random bytes do.
 fn mutated(base: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
     let len = base.len();
@@ -985,6 +1048,20 @@ proptest! {
     }
 
     #[test]
+    fn prop_track_remove_round_trips(ssrc in 1u32..) {
+        let m = TrackRemove { ssrc };
+        prop_assert_eq!(TrackRemove::decode(&m.encode()).unwrap(), m);
+    }
+
+    #[test]
+    fn prop_origin_report_round_trips(ssrc in 1u32.., ntp in any::<u64>(), rtp in any::<u32>()) {
+        let m = OriginReport { ssrc, ntp, rtp };
+        prop_assert_eq!(OriginReport::decode(&m.encode()).unwrap(), m);
+        let v: Value = serde_json::from_slice(&m.encode()).unwrap();
+        prop_assert_eq!(v["ntp"].as_u64(), Some(ntp));
+    }
+
+    #[test]
     fn prop_fingerprint_bytes_round_trip(bytes in proptest::collection::vec(any::<u8>(), 1..64)) {
         let fp = DtlsFingerprint::from_bytes("sha-256", &bytes);
         prop_assert_eq!(fp.to_bytes().unwrap(), bytes);
@@ -995,6 +1072,8 @@ proptest! {
         let _ = Signal::decode(&bytes);
         let _ = Envelope::decode(&bytes);
         let _ = TrackSignal::decode(&bytes);
+        let _ = TrackRemove::decode(&bytes);
+        let _ = OriginReport::decode(&bytes);
         let _ = DtlsFingerprint { algorithm: String::new(), value: String::from_utf8_lossy(&bytes).into_owned() }.to_bytes();
     }
 

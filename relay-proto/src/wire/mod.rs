@@ -1,4 +1,5 @@
-//! Wire codecs for the relay protocol (PROTOCOL.md A.1, A.3, A.4, B.1).
+//! Wire codecs for the relay protocol (PROTOCOL.md A.1, A.3, A.4 and our
+//! extensions), and every name the core puts on the wire ([`ext`]).
 //!
 //! Everything here is plain data plus `encode`/`decode`. Encoders write the
 //! exact bytes ion-sfu's Go relay writes (same key order, no whitespace), so
@@ -7,6 +8,7 @@
 //! takes its zero value) but never panic: every failure is a [`DecodeError`].
 
 pub mod envelope;
+pub mod ext;
 pub mod signal;
 pub mod track;
 
@@ -15,6 +17,12 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value};
 
 pub use envelope::Envelope;
+pub use ext::{
+    EXTENSION_VERSION, Extension, FEATURE_FAST_SETUP, FEATURE_FIR, FEATURE_HEADER_EXTENSIONS,
+    FEATURE_RTX, FEATURE_SENDER_REPORT, FEATURE_SIMULCAST, FEATURE_TRACK_REMOVE, FEATURES,
+    OriginReport, SENDER_REPORT_EVENT, SIGNAL_LABEL, SIGNAL_STREAM_FAST, TRACK_EVENT,
+    TRACK_REMOVE_EVENT, TrackRemove,
+};
 pub use signal::{
     Announcement, CandidateProtocol, CandidateType, DtlsFingerprint, DtlsParameters, DtlsRole,
     IceParameters, SctpCapabilities, Signal, SignalCandidate,
@@ -278,6 +286,22 @@ impl<'a> Obj<'a> {
                 key,
                 format_args!("expected an integer, got {}", kind(other)),
             )),
+        }
+    }
+
+    /// An unsigned integer that must be present (and not `null`).
+    fn required_uint<T: TryFrom<u64> + Default>(&self, key: &str) -> Result<T, DecodeError> {
+        if self.get(key).is_none() {
+            return Err(self.malformed(key, "required integer is missing"));
+        }
+        self.uint(key)
+    }
+
+    /// `ssrc`: required, a u32, not 0.
+    fn required_ssrc(&self) -> Result<u32, DecodeError> {
+        match self.required_uint::<u32>("ssrc")? {
+            0 => Err(self.invalid("ssrc", "SSRC 0 names no stream")),
+            s => Ok(s),
         }
     }
 

@@ -26,6 +26,7 @@ func main() {
 	flipDTLS := flag.Bool("flip-dtls", false, "take the wrong DTLS role (offerer client, answerer server) while advertising the same signal")
 	selfTest := flag.Bool("self-test", false, "run an offerer and an answerer against each other in-process and print a summary")
 	dumpDir := flag.String("dump-dir", "", "with -self-test: write the captured offer, answer, track signal and envelopes to this directory")
+	bench := registerBenchFlags()
 	flag.Parse()
 
 	// Go 1.19's global math/rand starts from a fixed seed.
@@ -34,10 +35,13 @@ func main() {
 	if *selfTest {
 		os.Exit(runSelfTest(*dumpDir))
 	}
+	if *bench.enabled {
+		os.Exit(runBench(bench))
+	}
 	switch *role {
 	case "offer", "answer":
 	default:
-		fmt.Fprintln(os.Stderr, "usage: relay-go-peer -role offer|answer [-peer-id P] [-session-id S] [-flip-dtls] | -self-test [-dump-dir D]")
+		fmt.Fprintln(os.Stderr, "usage: relay-go-peer -role offer|answer [-peer-id P] [-session-id S] [-flip-dtls] | -self-test [-dump-dir D] | -bench [-bench-quick] [-bench-window S] [-bench-connects N] [-bench-requests N] [-bench-pairs N] [-bench-only LIST]")
 		os.Exit(2)
 	}
 	os.Exit(runCLI(*role == "offer", peerMeta{PeerID: *peerID, SessionID: *sessionID}, *flipDTLS))

@@ -1,21 +1,37 @@
-//! The track half of the peer's API (PROTOCOL.md A.4 and our extensions).
+//! The track half of the peer's API (PROTOCOL.md A.4 and our extensions),
+//! and what the remote's track messages become.
 
-use super::*;
-use crate::media::{HeaderExtension, TrackOptions};
-use crate::tracks::{LegLayer, TrackSetup};
-use crate::wire::{HeaderExtensionMap, LayerEncoding, TrackExtensions};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tracing::{info, warn};
+
+use super::{Peer, Role};
+use crate::error::Error;
+use crate::event::{Event, RequestError};
+use crate::hdrext;
+use crate::media::{
+    HeaderExtension, KeyframeKind, RtpOut, SenderReport, TrackCodec, TrackId, TrackMeta,
+    TrackOptions, TrackStats, payload_type_is_carried,
+};
+use crate::tracks::{LegLayer, TrackSetup, codecs};
+use crate::wire::{
+    Envelope, Extension, FEATURE_FIR, FEATURE_HEADER_EXTENSIONS, FEATURE_SENDER_REPORT,
+    FEATURE_SIMULCAST, FEATURE_TRACK_REMOVE, HeaderExtensionMap, LayerEncoding, OriginReport,
+    SENDER_REPORT_EVENT, TRACK_EVENT, TRACK_REMOVE_EVENT, TrackExtensions, TrackRemove,
+    TrackSignal,
+};
 
 impl Peer {
-    // ---------------------------------------------------------------- tracks
-
     /// Adds a track to relay: sends its signal (`ion_relay_request`,
     /// PROTOCOL.md A.4) and returns its id. [`Event::TrackAdded`] follows
     /// when the remote accepts it, or [`Event::TrackFailed`] (timed out
-    /// after [`Config::track_request_timeout`], or closed). RTP written
-    /// before acceptance is refused with [`Error::TrackNotAccepted`].
+    /// after [`Config::track_request_timeout`](crate::Config::track_request_timeout),
+    /// or closed). RTP written before acceptance is refused with
+    /// [`Error::TrackNotAccepted`].
     ///
     /// The codec's payload type is carried unchanged and must be in
-    /// 0..=63 or 96..=127. Drain the outputs afterwards.
+    /// 0..=63 or 96..=127. Then poll the outputs.
     pub fn add_track(
         &mut self,
         now: Instant,
@@ -54,7 +70,7 @@ impl Peer {
         {
             return Err(Error::ExtensionNotNegotiated(FEATURE_HEADER_EXTENSIONS));
         }
-        if options.header_extensions.len() > crate::hdrext::SLOT_IDS.len() {
+        if options.header_extensions.len() > hdrext::SLOT_IDS.len() {
             return Err(Error::TooManyHeaderExtensions(
                 options.header_extensions.len(),
             ));
@@ -64,7 +80,7 @@ impl Peer {
         // type, and each encoding gets a retransmission SSRC (Go's own
         // `rtx.ssrc` field).
         let (leg_pt, rtx_pt) = if self.tracks.rtx_leg {
-            tracks::leg_payload_type(&codec)
+            codecs::leg_payload_type(&codec)
         } else {
             (codec.payload_type, None)
         };
@@ -77,8 +93,8 @@ impl Peer {
             .into_iter()
             .map(|rid| LegLayer {
                 rid,
-                ssrc: self.tracks.new_ssrc(&mut self.ssrc_rng),
-                rtx: rtx_pt.map(|_| self.tracks.new_ssrc(&mut self.ssrc_rng)),
+                ssrc: self.tracks.ids.new_ssrc(&mut self.ssrc_rng),
+                rtx: rtx_pt.map(|_| self.tracks.ids.new_ssrc(&mut self.ssrc_rng)),
             })
             .collect();
         let first = &layers[0];
@@ -111,48 +127,75 @@ impl Peer {
                 },
             });
         }
-        let request = match self.send_request(
+        let limit = self.remote_max_message_size();
+        let request = match self.signalling.request(
+            self.last_now,
             TRACK_EVENT,
             Some(Bytes::from(signal.encode())),
             self.config.track_request_timeout,
+            limit,
+            &mut self.stats,
         ) {
             Ok(r) => r,
             Err(e) => {
-                self.tracks.release_ssrcs(&layers);
+                self.tracks.ids.release(&layers);
                 return Err(e);
             }
         };
-        let prefix = self.mid_prefix();
         let setup = TrackSetup {
             codec,
             layers,
             leg_pt,
             ext_ids: options.header_extensions.iter().map(|h| h.id).collect(),
         };
-        let id = self.tracks.add_local(&mut self.rtc, setup, request, prefix);
+        let prefix = self.mid_prefix();
+        let (id, ops) = self
+            .tracks
+            .local
+            .add(&mut self.tracks.ids, setup, request, prefix);
+        self.ops.extend(ops);
         self.drain();
         Ok(id)
     }
 
     /// Writes one RTP packet on a track of ours, as forwarded from its
     /// origin: payload type, sequence number, timestamp, marker and payload
-    /// cross unchanged. Drain the outputs afterwards.
+    /// cross unchanged. A packet whose datagram would exceed
+    /// [`Config::max_datagram_size`](crate::Config::max_datagram_size) is
+    /// refused ([`Error::PacketTooLarge`]) and counted. Then poll the
+    /// outputs.
     pub fn write_rtp(&mut self, now: Instant, track: TrackId, packet: RtpOut) -> Result<(), Error> {
         self.check_open()?;
         if !payload_type_is_carried(packet.payload_type) {
             return Err(Error::PayloadType(packet.payload_type));
         }
         self.advance(now);
-        self.tracks
-            .write(&mut self.rtc, self.last_now, track, packet)?;
-        self.drain();
-        Ok(())
+        let written = self.tracks.local.write(
+            &mut self.rtc,
+            self.tracks.rtx_leg,
+            self.config.max_datagram_size,
+            self.last_now,
+            track,
+            packet,
+        );
+        match written {
+            Ok(()) => {
+                self.drain();
+                Ok(())
+            }
+            Err(e @ Error::PacketTooLarge { .. }) => {
+                self.stats.rtp_refused_too_large += 1;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Asks the remote for a keyframe on one of its tracks. At most one
-    /// request per track goes out per [`Config::keyframe_request_interval`];
+    /// request per track goes out per
+    /// [`Config::keyframe_request_interval`](crate::Config::keyframe_request_interval);
     /// the rest are merged and counted. FIR becomes PLI toward a peer that
-    /// does not announce the `fir` feature. Drain the outputs afterwards.
+    /// does not announce the `fir` feature. Then poll the outputs.
     pub fn request_keyframe(
         &mut self,
         now: Instant,
@@ -162,14 +205,14 @@ impl Peer {
         self.check_open()?;
         self.advance(now);
         let fir = self.feature_enabled(FEATURE_FIR);
-        self.tracks.request_keyframe(
-            &mut self.rtc,
+        let ops = self.tracks.remote.request_keyframe(
             self.last_now,
             track,
             kind,
             self.config.keyframe_request_interval,
             fir,
         )?;
+        self.ops.extend(ops);
         self.drain();
         Ok(())
     }
@@ -178,7 +221,7 @@ impl Peer {
     /// remote keeps the origin's timing: our RTP writes take their wall
     /// clock from it (so the relay leg's sender reports follow the origin's
     /// clock, rebased), and a peer of ours also gets the report itself in
-    /// band (`sender-report` feature). Drain the outputs afterwards.
+    /// band (`sender-report` feature). Then poll the outputs.
     pub fn set_origin_sender_report(
         &mut self,
         now: Instant,
@@ -189,13 +232,22 @@ impl Peer {
         self.advance(now);
         let ssrc = self
             .tracks
+            .local
             .set_origin_report(self.last_now, track, report)?;
         if self.feature_enabled(FEATURE_SENDER_REPORT) {
-            let body = format!(
-                "{{\"ssrc\":{ssrc},\"ntp\":{},\"rtp\":{}}}",
-                report.ntp, report.rtp
-            );
-            self.enqueue_message(SENDER_REPORT_EVENT, Some(Bytes::from(body)))?;
+            let body = OriginReport {
+                ssrc,
+                ntp: report.ntp,
+                rtp: report.rtp,
+            }
+            .encode();
+            let limit = self.remote_max_message_size();
+            self.signalling.enqueue_message(
+                SENDER_REPORT_EVENT,
+                Some(Bytes::from(body)),
+                limit,
+                &mut self.stats,
+            )?;
             self.drain();
         }
         Ok(())
@@ -203,30 +255,37 @@ impl Peer {
 
     /// Stops relaying a track of ours. A peer of ours learns at once
     /// ([`Event::TrackRemoved`], `track-remove` feature); a base peer just
-    /// sees the track go silent. Drain the outputs afterwards.
+    /// sees the track go silent. Then poll the outputs.
     pub fn remove_track(&mut self, now: Instant, track: TrackId) -> Result<(), Error> {
         self.check_open()?;
         self.advance(now);
-        if !self.tracks.is_local(track) {
+        if !self.tracks.local.contains(track) {
             return Err(Error::UnknownTrack);
         }
-        let ssrc = self.tracks.local_ssrc(track);
         // A track the remote has not accepted yet: its add ends here, once
         // (TrackFailed, cancelled). The remote may still accept it; the
         // removal below tells it not to wait for RTP.
-        if let Some(request) = self.tracks.pending_request(track)
-            && self.outbound.complete(request)
+        if let Some(request) = self.tracks.local.pending_request(track)
+            && self.signalling.complete(request)
         {
             self.request_failed(request, RequestError::Cancelled);
         }
-        self.tracks.drop_local(&mut self.rtc, track);
-        if let Some(ssrc) = ssrc
-            && self.feature_enabled(FEATURE_TRACK_REMOVE)
-        {
-            self.enqueue_message(
-                TRACK_REMOVE_EVENT,
-                Some(Bytes::from(format!("{{\"ssrc\":{ssrc}}}"))),
-            )?;
+        if let Some((ssrc, op)) = self.tracks.local.remove(&mut self.tracks.ids, track) {
+            self.ops.push_back(op);
+            if self.feature_enabled(FEATURE_TRACK_REMOVE) {
+                let limit = self.remote_max_message_size();
+                let body = TrackRemove { ssrc }.encode();
+                if let Err(e) = self.signalling.enqueue_message(
+                    TRACK_REMOVE_EVENT,
+                    Some(Bytes::from(body)),
+                    limit,
+                    &mut self.stats,
+                ) {
+                    // The track is gone here either way; the remote then
+                    // sees it go silent.
+                    warn!(peer = %self.meta.peer_id, "track removal not sent: {e}");
+                }
+            }
         }
         self.drain();
         Ok(())
@@ -242,25 +301,28 @@ impl Peer {
     /// `None` before one arrived. Tracks of one origin map onto one clock,
     /// so this is what lip sync needs.
     pub fn origin_ntp_time(&self, track: TrackId, rtp_timestamp: u32) -> Option<u64> {
-        self.tracks.ntp_of(track, rtp_timestamp)
+        self.tracks.remote.ntp_of(track, rtp_timestamp)
     }
 
     /// The SSRC of a track on the relay leg (ours or the remote's).
     pub fn track_ssrc(&self, track: TrackId) -> Option<u32> {
         self.tracks
-            .local_ssrc(track)
-            .or_else(|| self.tracks.remote_ssrc(track))
+            .local
+            .first_ssrc(track)
+            .or_else(|| self.tracks.remote.first_ssrc(track))
     }
 
-    /// Mids must not clash between the two ends (str0m sends its mid in a
-    /// header extension): each end names its own with its own prefix.
-    pub(super) fn mid_prefix(&self) -> char {
+    /// Each end names its mids with its own prefix (see `tracks::Ids`).
+    fn mid_prefix(&self) -> char {
         match self.role {
             Some(Role::Answerer) => 'a',
             _ => 'o',
         }
     }
 
+    /// A track signal from the remote: reception is set up, the application
+    /// hears of the track, and only then the reply (which lets the sender
+    /// start RTP) is queued.
     pub(super) fn on_track_signal(&mut self, env: Envelope) {
         let signal = match env.payload.as_deref().map(TrackSignal::decode) {
             Some(Ok(s)) => s,
@@ -278,8 +340,9 @@ impl Peer {
         let ssrc = signal.encodings.ssrc;
         // A base peer's leg type is the origin's and it has no RTX; with
         // `rtx` the encodings name the leg type and the RTX SSRC.
-        let rtx_of = |r: u32| (self.tracks.rtx_leg && r != 0).then_some(r);
-        let leg_pt = if self.tracks.rtx_leg {
+        let rtx_leg = self.tracks.rtx_leg;
+        let rtx_of = |r: u32| (rtx_leg && r != 0).then_some(r);
+        let leg_pt = if rtx_leg {
             signal.encodings.payload_type
         } else {
             codec.payload_type
@@ -312,7 +375,7 @@ impl Peer {
                 extras
                     .header_extensions
                     .iter()
-                    .take(crate::hdrext::SLOT_IDS.len())
+                    .take(hdrext::SLOT_IDS.len())
                     .map(|h| HeaderExtension {
                         id: h.id,
                         uri: h.uri.clone(),
@@ -329,9 +392,10 @@ impl Peer {
             ext_ids: header_extensions.iter().map(|h| h.id).collect(),
         };
         let prefix = self.mid_prefix();
-        match self.tracks.add_remote(&mut self.rtc, setup, prefix) {
-            Ok(track) => {
+        match self.tracks.remote.add(&mut self.tracks.ids, setup, prefix) {
+            Ok((track, ops)) => {
                 info!(peer = %self.meta.peer_id, ssrc, mime = %codec.mime_type, "remote track");
+                self.ops.extend(ops);
                 self.push_event(Event::Track {
                     track,
                     meta: TrackMeta {
@@ -343,15 +407,13 @@ impl Peer {
                     layers: rids,
                     header_extensions,
                 });
-                // The reply tells the sender it may start RTP, so it goes
-                // after the Track event: no RTP can precede it.
-                let reply = Envelope {
-                    id: env.id,
-                    reply: true,
-                    event: env.event,
-                    payload: None,
-                };
-                if let Err(e) = self.enqueue(&reply) {
+                // The drain loop applies the ops above before it writes any
+                // message, so reception is set up before the reply leaves.
+                let limit = self.remote_max_message_size();
+                if let Err(e) =
+                    self.signalling
+                        .reply_to_track(env.id, env.event, limit, &mut self.stats)
+                {
                     warn!("track reply not sent: {e}");
                 }
             }
@@ -362,55 +424,31 @@ impl Peer {
         }
     }
 
-    pub(super) fn on_extension_message(&mut self, env: &Envelope) {
-        let parsed: Option<serde_json::Value> = env
-            .payload
-            .as_deref()
-            .and_then(|p| serde_json::from_slice(p).ok());
-        let field = |k: &str| {
-            parsed
-                .as_ref()
-                .and_then(|v| v.get(k))
-                .and_then(|v| v.as_u64())
-        };
-        let Some(ssrc) = field("ssrc").and_then(|s| u32::try_from(s).ok()) else {
-            self.stats.drops.bad_extension_messages += 1;
-            return;
-        };
-        if env.event == TRACK_REMOVE_EVENT {
-            match self.tracks.remote_by_ssrc(ssrc) {
-                Some(track) => {
-                    self.tracks.drop_remote(&mut self.rtc, track);
-                    self.push_event(Event::TrackRemoved(track));
+    /// An extension message from a peer of ours.
+    pub(super) fn on_extension(&mut self, ext: Extension) {
+        match ext {
+            Extension::TrackRemove(TrackRemove { ssrc }) => {
+                match self.tracks.remote.by_ssrc(ssrc) {
+                    Some(track) => {
+                        if let Some(op) = self.tracks.remote.remove(&mut self.tracks.ids, track) {
+                            self.ops.push_back(op);
+                        }
+                        self.push_event(Event::TrackRemoved(track));
+                    }
+                    None => self.stats.drops.bad_extension_messages += 1,
                 }
-                None => self.stats.drops.bad_extension_messages += 1,
             }
-            return;
-        }
-        let (Some(ntp), Some(rtp)) = (
-            field("ntp"),
-            field("rtp").and_then(|r| u32::try_from(r).ok()),
-        ) else {
-            self.stats.drops.bad_extension_messages += 1;
-            return;
-        };
-        let report = SenderReport { ntp, rtp };
-        match self.tracks.on_origin_report(ssrc, report) {
-            Some(track) => self.push_event(Event::SenderReport {
-                track,
-                report,
-                origin: true,
-            }),
-            None => self.stats.drops.bad_extension_messages += 1,
+            Extension::OriginReport(OriginReport { ssrc, ntp, rtp }) => {
+                let report = SenderReport { ntp, rtp };
+                match self.tracks.remote.on_origin_report(ssrc, report) {
+                    Some(track) => self.push_event(Event::SenderReport {
+                        track,
+                        report,
+                        origin: true,
+                    }),
+                    None => self.stats.drops.bad_extension_messages += 1,
+                }
+            }
         }
     }
-}
-
-/// 64-bit NTP time (32.32) of a system time.
-pub(super) fn ntp_of_system_time(t: std::time::SystemTime) -> u64 {
-    const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
-    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() + NTP_UNIX_OFFSET;
-    let frac = ((d.subsec_nanos() as u64) << 32) / 1_000_000_000;
-    (secs << 32) | frac
 }
