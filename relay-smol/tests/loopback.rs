@@ -60,6 +60,11 @@ fn close_is_noticed_by_the_remote() {
 }
 
 #[test]
+fn calls_on_a_peer_that_just_closed_return() {
+    within(30, loopback::calls_on_a_peer_that_just_closed_return())
+}
+
+#[test]
 fn a_failing_signal_ends_the_offer_and_frees_the_socket() {
     within(
         10,

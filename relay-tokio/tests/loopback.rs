@@ -57,6 +57,11 @@ async fn close_is_noticed_by_the_remote() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_on_a_peer_that_just_closed_return() {
+    within(30, loopback::calls_on_a_peer_that_just_closed_return()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_signal_ends_the_offer_and_frees_the_socket() {
     within(
         10,

@@ -213,6 +213,21 @@ pub async fn close_is_noticed_by_the_remote() {
     assert_eq!(late.load(Ordering::SeqCst), 1);
 }
 
+/// Calls made on a peer while its task is ending, or after, return at once:
+/// none may wait for an answer that never comes.
+pub async fn calls_on_a_peer_that_just_closed_return() {
+    for _ in 0..20 {
+        let (a, b) = pair().await;
+        a.close().await;
+        // b's lifecycle says closed a moment before its task ends: a call
+        // made in between must not wait for an answer that never comes.
+        bounded(2, b.closed()).await;
+        bounded(2, b.close()).await;
+        let emitted = bounded(2, b.emit("late", None)).await;
+        assert!(emitted.is_err(), "an emit on a closed peer succeeded");
+    }
+}
+
 /// Binding the port again proves the peer's socket was closed.
 async fn assert_freed(addr: SocketAddr) {
     let until = Instant::now() + Duration::from_secs(2);

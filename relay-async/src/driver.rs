@@ -1,19 +1,26 @@
 //! The task that owns a peer's core and is its only driver.
 //!
-//! It loops: drain the core's outputs (datagrams to the socket, outcomes to
-//! the waiting calls, events to the application's queue, the next
-//! deadline), then wait for exactly one of a datagram, a call from a handle,
-//! or the deadline, and apply it. It never awaits the application: events
-//! go into bounded queues with `try_send`, and callbacks run in another task.
+//! One loop per peer: the peer's sockets (or, on a shared endpoint, the
+//! batches its router hands over), its timer, and the calls from its
+//! handles are all polled by this one task, with the time read once per
+//! wake-up. Each turn takes what is waiting from every source (bounded, so
+//! no source starves another or the executor), then sends what the core
+//! queued, joining equal datagrams into GSO segments, and hands events to
+//! the application's queues. It never awaits the application: events go
+//! into bounded queues with `try_send`, and callbacks run in another task.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use async_channel::{Receiver, Sender};
 use bytes::Bytes;
-use futures_lite::future;
+use flume::Sender;
+use futures_core::Stream;
 use relay_proto::{
     ChannelError, ChannelId, ChannelOptions, CloseReason, Event as CoreEvent, KeyframeKind,
     RequestError, RequestId, RtpIn, RtpOut, SenderReport, TrackCodec, TrackId, TrackMeta,
@@ -22,14 +29,28 @@ use relay_proto::{
 use tracing::{debug, info, trace, warn};
 
 use crate::channel::{ChannelMessage, DataChannel};
-use crate::endpoint::{Datagram, EndpointInner};
+use crate::endpoint::{Batch, EndpointInner};
 use crate::error::Error;
 use crate::peer::{Event, Shared, Stats};
 use crate::request::Request;
-use crate::rt;
+use crate::runtime::{AsyncTimer, AsyncUdpSocket, Runtime, UdpSender};
+use crate::socket::{self, Outgoing};
 use crate::track::{
     KeyframeRequest, LocalParts, LocalTrack, RemoteParts, RemoteState, RemoteTrack,
 };
+
+/// Inputs (datagrams, calls) taken in one turn before the outputs go out,
+/// at most: enough that a burst leaves as few GSO sends, little enough
+/// that replies are not held back long.
+const TURN_INPUTS: usize = 256;
+
+/// Turns in one wake-up before the task yields to the executor.
+const TURNS_PER_WAKE: usize = 8;
+
+/// Datagrams waiting for a socket that has no room, past which calls from
+/// the handles wait (their queue fills, so `write_rtp` waits): the socket's
+/// backpressure reaches the application instead of memory.
+const OUTGOING_HIGH: usize = 4096;
 
 /// Keyframe requests held per track of ours until the application takes
 /// them; the remote repeats a request it still needs.
@@ -55,7 +76,7 @@ pub(crate) enum Command {
         done: Done<Option<Bytes>>,
     },
     Reply {
-        id: u64,
+        id: relay_proto::InboundRequestId,
         payload: Option<Bytes>,
         done: Done<()>,
     },
@@ -146,25 +167,67 @@ pub(crate) struct RemoteSlot {
     state: Arc<RemoteState>,
 }
 
-enum Wake {
-    Datagram(Datagram),
-    Command(Command),
-    Control(Control),
-    Timeout,
+/// How a peer reaches the network.
+pub(crate) enum Io {
+    /// Sockets of its own, read in this task.
+    Own(Vec<OwnSocket>),
+    /// Sockets shared with other peers: an endpoint's router reads them and
+    /// hands this peer's datagrams over in batches.
+    Shared {
+        endpoint: Arc<EndpointInner>,
+        key: u64,
+        batches: flume::r#async::RecvStream<'static, Batch>,
+    },
+}
+
+pub(crate) struct OwnSocket {
+    pub(crate) local: SocketAddr,
+    pub(crate) socket: Arc<dyn AsyncUdpSocket>,
+    /// Stops being polled after an error that is not transient.
+    pub(crate) failed: bool,
+}
+
+impl Io {
+    fn route_ufrag(&self, ufrag: &str) -> bool {
+        match self {
+            Io::Own(_) => true,
+            Io::Shared { endpoint, key, .. } => endpoint.route_ufrag(*key, ufrag),
+        }
+    }
+
+    fn route_remote(&self, signal: &[u8]) {
+        if let Io::Shared { endpoint, key, .. } = self {
+            endpoint.route_remote(*key, signal);
+        }
+    }
+}
+
+/// One local socket's sending side, with what waits for it.
+pub(crate) struct Out {
+    pub(crate) local: SocketAddr,
+    pub(crate) sender: Pin<Box<dyn UdpSender>>,
+    pub(crate) queue: VecDeque<Outgoing>,
 }
 
 pub(crate) struct Driver {
+    pub(crate) runtime: Arc<dyn Runtime>,
     pub(crate) core: relay_proto::Peer,
-    pub(crate) key: u64,
-    pub(crate) endpoint: Arc<EndpointInner>,
+    pub(crate) io: Io,
+    pub(crate) out: Vec<Out>,
+    pub(crate) timer: Pin<Box<dyn AsyncTimer>>,
+    pub(crate) timer_at: Option<Instant>,
+    /// The time of this wake-up, read once.
+    pub(crate) now: Instant,
     pub(crate) shared: Arc<Shared>,
-    pub(crate) datagrams: Receiver<Datagram>,
-    pub(crate) commands: Receiver<Command>,
+    pub(crate) commands: flume::r#async::RecvStream<'static, Command>,
+    /// The same queue, to empty it at the end.
+    pub(crate) commands_rx: flume::Receiver<Command>,
     /// Handed to the handles the driver creates (requests, channels).
     pub(crate) commands_tx: Sender<Command>,
     /// Handed to the track handles (their drop removes the track).
     pub(crate) control_tx: Sender<Control>,
-    pub(crate) control: Receiver<Control>,
+    pub(crate) control: flume::r#async::RecvStream<'static, Control>,
+    pub(crate) control_rx: flume::Receiver<Control>,
     pub(crate) events: Sender<Event>,
     pub(crate) channel_queue: usize,
     pub(crate) track_queue: usize,
@@ -176,117 +239,152 @@ pub(crate) struct Driver {
     pub(crate) local_tracks: HashMap<TrackId, Sender<KeyframeRequest>>,
     pub(crate) remote_tracks: HashMap<TrackId, RemoteSlot>,
     pub(crate) closed: bool,
+    pub(crate) started: bool,
 }
 
-/// Inputs taken without waiting after each wake-up, at most.
-const BATCH: usize = 64;
+impl Future for Driver {
+    type Output = ();
 
-impl Driver {
-    pub(crate) async fn run(mut self) {
-        info!("peer task started");
-        loop {
-            self.drain().await;
-            if self.closed {
-                break;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if !this.started {
+            this.started = true;
+            info!("peer task started");
+        }
+        for _ in 0..TURNS_PER_WAKE {
+            this.now = this.runtime.now();
+            let mut budget = TURN_INPUTS;
+            this.poll_network(cx, &mut budget);
+            if this.backlog() < OUTGOING_HIGH {
+                this.poll_commands(cx, &mut budget);
             }
-            let wake = self.wait().await;
-            self.handle(wake);
-            // Take what else is already waiting before sending and
-            // reporting: one wake-up then serves a burst of datagrams or
-            // calls, not one each.
-            for _ in 0..BATCH {
-                let next = if let Ok(d) = self.datagrams.try_recv() {
-                    Wake::Datagram(d)
-                } else if let Ok(c) = self.commands.try_recv() {
-                    Wake::Command(c)
-                } else {
-                    break;
-                };
-                self.handle(next);
+            this.poll_control(cx);
+            if this.core.poll_timeout().is_some_and(|t| t <= this.now) {
+                this.core.handle_timeout(this.now);
             }
-            // A steady stream of inputs wins every race against the timer:
-            // serve a deadline that has passed here too.
-            let now = rt::now();
-            if self.core.poll_timeout().is_some_and(|t| t <= now) {
-                self.core.handle_timeout(now);
+            this.collect();
+            this.poll_flush(cx);
+            if this.closed && this.backlog() == 0 {
+                this.finish();
+                info!("peer task stopped");
+                return Poll::Ready(());
+            }
+            let timer_due = this.arm_timer(cx);
+            // Every source said Pending (so each will wake us) unless the
+            // budget ran out or the timer is already due: go round again.
+            if budget > 0 && !timer_due {
+                return Poll::Pending;
             }
         }
-        self.finish();
-        info!("peer task stopped");
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+impl Driver {
+    /// Datagrams waiting for room in a socket.
+    fn backlog(&self) -> usize {
+        self.out.iter().map(|o| o.queue.len()).sum()
     }
 
-    /// Applies one input to the core.
-    fn handle(&mut self, wake: Wake) {
-        let now = rt::now();
-        {
-            match wake {
-                Wake::Datagram(d) => {
-                    trace!(from = %d.source, len = d.data.len(), "datagram in");
-                    self.core
-                        .handle_datagram(now, d.source, d.destination, &d.data);
+    /// Hands what the network brought to the core, within `budget`.
+    fn poll_network(&mut self, cx: &mut Context<'_>, budget: &mut usize) {
+        let now = self.now;
+        let core = &mut self.core;
+        match &mut self.io {
+            Io::Own(sockets) => {
+                for s in sockets.iter_mut().filter(|s| !s.failed) {
+                    while *budget > 0 {
+                        let local = s.local;
+                        let got = socket::poll_recv_batch(&*s.socket, cx, |d| {
+                            trace!(from = %d.source, len = d.data.len(), "datagram in");
+                            core.handle_datagram(now, d.source, local, d.data);
+                        });
+                        match got {
+                            Poll::Pending => break,
+                            Poll::Ready(Ok(n)) => *budget = budget.saturating_sub(n.max(1)),
+                            Poll::Ready(Err(e)) if socket::transient(&e) => {
+                                debug!("receive on {local}: {e}");
+                            }
+                            Poll::Ready(Err(e)) => {
+                                warn!("receive on {local} failed, socket given up: {e}");
+                                s.failed = true;
+                                break;
+                            }
+                        }
+                    }
                 }
-                Wake::Command(c) => self.apply(c),
-                Wake::Control(Control::Cancel(token)) => {
+            }
+            Io::Shared { batches, .. } => {
+                while *budget > 0 {
+                    match Pin::new(&mut *batches).poll_next(cx) {
+                        Poll::Ready(Some(batch)) => {
+                            for (source, range) in batch.datagrams() {
+                                trace!(from = %source, len = range.len(), "datagram in");
+                                core.handle_datagram(now, source, batch.local, &batch.data[range]);
+                            }
+                            *budget = budget.saturating_sub(batch.len().max(1));
+                            batch.consumed();
+                        }
+                        Poll::Ready(None) | Poll::Pending => break,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Calls from the handles, within `budget`.
+    fn poll_commands(&mut self, cx: &mut Context<'_>, budget: &mut usize) {
+        while *budget > 0 {
+            match Pin::new(&mut self.commands).poll_next(cx) {
+                Poll::Ready(Some(c)) => {
+                    *budget -= 1;
+                    self.apply(c);
+                }
+                Poll::Ready(None) | Poll::Pending => return,
+            }
+        }
+    }
+
+    /// What the handles' `Drop`s sent.
+    fn poll_control(&mut self, cx: &mut Context<'_>) {
+        while let Poll::Ready(Some(c)) = Pin::new(&mut self.control).poll_next(cx) {
+            let now = self.now;
+            match c {
+                Control::Cancel(token) => {
                     if let Some(id) = self.tokens.remove(&token) {
                         self.core.cancel_request(now, id);
                     }
                 }
-                Wake::Control(Control::HandleDropped) => {
+                Control::HandleDropped => {
                     debug!("last handle dropped: closing");
                     self.core.close(now);
                 }
-                Wake::Control(Control::RemoveTrack(track)) => {
+                Control::RemoveTrack(track) => {
                     debug!(?track, "track handle dropped: removing the track");
                     let _ = self.remove_local(track);
                 }
-                Wake::Timeout => self.core.handle_timeout(now),
             }
         }
     }
 
-    /// Exactly one input; fair among those ready.
-    async fn wait(&self) -> Wake {
-        let deadline = self.core.poll_timeout();
-        let datagram = async {
-            match self.datagrams.recv().await {
-                Ok(d) => Wake::Datagram(d),
-                Err(_) => future::pending().await,
-            }
-        };
-        let command = async {
-            match self.commands.recv().await {
-                Ok(c) => Wake::Command(c),
-                Err(_) => future::pending().await,
-            }
-        };
-        let control = async {
-            match self.control.recv().await {
-                Ok(c) => Wake::Control(c),
-                Err(_) => future::pending().await,
-            }
-        };
-        let timer = async {
-            match deadline {
-                Some(t) => rt::sleep_until(t).await,
-                None => future::pending().await,
-            }
-            Wake::Timeout
-        };
-        future::race(
-            future::race(datagram, command),
-            future::race(control, timer),
-        )
-        .await
-    }
-
-    /// Sends what the core queued and hands out what it reported, until
-    /// neither is left.
-    async fn drain(&mut self) {
+    /// Takes the core's transmits into the sockets' queues and hands out
+    /// its events, until neither is left (an event may cause transmits).
+    fn collect(&mut self) {
         loop {
             let mut idle = true;
             while let Some(t) = self.core.poll_transmit() {
                 idle = false;
-                self.endpoint.send(&t).await;
+                match self.out.iter_mut().find(|o| o.local == t.source) {
+                    Some(o) => {
+                        trace!(to = %t.destination, len = t.contents.len(), "datagram out");
+                        o.queue.push_back(Outgoing {
+                            destination: t.destination,
+                            contents: t.contents,
+                        });
+                    }
+                    None => debug!("no socket bound to {}", t.source),
+                }
             }
             while let Some(e) = self.core.poll_event() {
                 idle = false;
@@ -298,8 +396,33 @@ impl Driver {
         }
     }
 
+    /// Sends what the sockets take, in GSO runs.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) {
+        for o in &mut self.out {
+            while !o.queue.is_empty() {
+                match socket::poll_send_run(o.sender.as_mut(), &mut o.queue, cx) {
+                    Poll::Ready(_) => {}
+                    Poll::Pending => break,
+                }
+            }
+        }
+    }
+
+    /// Points the timer at the core's next deadline; `true` when it has
+    /// already come.
+    fn arm_timer(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(at) = self.core.poll_timeout() else {
+            return false;
+        };
+        if self.timer_at != Some(at) {
+            self.timer.as_mut().reset(at);
+            self.timer_at = Some(at);
+        }
+        self.timer.as_mut().poll(cx).is_ready()
+    }
+
     fn apply(&mut self, command: Command) {
-        let now = rt::now();
+        let now = self.now;
         match command {
             Command::Offer(done) => {
                 let result = self
@@ -309,7 +432,7 @@ impl Driver {
                     .and_then(|offer| {
                         let ufrag =
                             relay_proto::ufrag_of(&offer).map_err(relay_proto::Error::from)?;
-                        if !self.endpoint.route_ufrag(self.key, &ufrag) {
+                        if !self.io.route_ufrag(&ufrag) {
                             return Err(relay_proto::Error::Config(
                                 "ICE ufrag already in use on this endpoint".into(),
                             )
@@ -322,7 +445,7 @@ impl Driver {
             Command::Answer(answer, done) => {
                 let result = self.core.accept_answer(now, &answer).map_err(Error::from);
                 if result.is_ok() {
-                    self.endpoint.route_remote(self.key, &answer);
+                    self.io.route_remote(&answer);
                 }
                 let _ = done.try_send(result);
             }
@@ -340,7 +463,7 @@ impl Driver {
                 timeout,
                 done,
             } => {
-                if done.is_closed() {
+                if done.is_disconnected() {
                     return; // The caller gave up before we got here.
                 }
                 match self.core.request(now, &event, payload, timeout) {
@@ -354,11 +477,7 @@ impl Driver {
                 }
             }
             Command::Reply { id, payload, done } => {
-                let _ = done.try_send(
-                    self.core
-                        .reply(now, relay_proto::InboundRequestId(id), payload)
-                        .map_err(Error::from),
-                );
+                let _ = done.try_send(self.core.reply(now, id, payload).map_err(Error::from));
             }
             Command::CreateChannel {
                 label,
@@ -397,7 +516,7 @@ impl Driver {
                 options,
                 done,
             } => {
-                if done.is_closed() {
+                if done.is_disconnected() {
                     return; // The caller gave up before we got here.
                 }
                 let parts = LocalParts {
@@ -455,7 +574,7 @@ impl Driver {
     /// Removes a track of ours from the core and ends its handle.
     fn remove_local(&mut self, track: TrackId) -> Result<(), Error> {
         self.local_tracks.remove(&track);
-        match self.core.remove_track(rt::now(), track) {
+        match self.core.remove_track(self.now, track) {
             Err(relay_proto::Error::UnknownTrack) => Ok(()),
             r => r.map_err(Error::from),
         }
@@ -463,7 +582,7 @@ impl Driver {
 
     /// A slot for a channel and the handle that reads it.
     fn new_slot(&mut self, id: ChannelId, label: String, open: bool) -> DataChannel {
-        let (tx, rx) = async_channel::bounded(self.channel_queue.max(1));
+        let (tx, rx) = flume::bounded(self.channel_queue.max(1));
         self.channels.insert(
             id,
             Slot {
@@ -484,7 +603,7 @@ impl Driver {
             return;
         }
         while let Some(w) = slot.pending.front() {
-            match self.core.channel_write(rt::now(), id, w.binary, &w.data) {
+            match self.core.channel_write(self.now, id, w.binary, &w.data) {
                 Err(relay_proto::Error::Channel(ChannelError::Full | ChannelError::NotOpen)) => {
                     return;
                 }
@@ -565,7 +684,7 @@ impl Driver {
                 let Some(pending) = self.pending_tracks.remove(&id) else {
                     return;
                 };
-                let (tx, rx) = async_channel::bounded(KEYFRAME_QUEUE);
+                let (tx, rx) = flume::bounded(KEYFRAME_QUEUE);
                 self.local_tracks.insert(id, tx);
                 let handle = LocalTrack::new(
                     id,
@@ -595,9 +714,10 @@ impl Driver {
                 layers,
                 header_extensions,
             } => {
-                let (tx, rx) = async_channel::bounded(self.track_queue.max(1));
+                let (tx, rx) = flume::bounded(self.track_queue.max(1));
                 let state = Arc::new(RemoteState {
                     active: true.into(),
+                    dropped: 0.into(),
                 });
                 self.remote_tracks.insert(
                     track,
@@ -623,15 +743,15 @@ impl Driver {
                 );
                 self.deliver(Event::Track(handle));
             }
-            CoreEvent::Rtp(packet) => {
-                let delivered = self
-                    .remote_tracks
-                    .get(&packet.track)
-                    .is_some_and(|s| s.rtp.try_send(packet).is_ok());
-                if !delivered {
-                    self.shared.count_rtp_drop();
+            CoreEvent::Rtp(packet) => match self.remote_tracks.get(&packet.track) {
+                Some(slot) => {
+                    if slot.rtp.try_send(packet).is_err() {
+                        slot.state.dropped.fetch_add(1, Ordering::Relaxed);
+                        self.shared.count_rtp_drop();
+                    }
                 }
-            }
+                None => self.shared.count_rtp_drop(),
+            },
             CoreEvent::KeyframeRequest { track, layer, kind } => {
                 let delivered = self
                     .local_tracks
@@ -692,14 +812,14 @@ impl Driver {
 
     /// Leaves the endpoint and fails what still waits on the driver.
     fn finish(&mut self) {
-        self.endpoint.detach(self.key);
+        if let Io::Shared { endpoint, key, .. } = &self.io {
+            endpoint.detach(*key);
+        }
         self.requests.clear();
-        self.commands.close();
-        self.control.close();
         // Queued calls hold their result senders: drop them so callers wake.
-        while self.commands.try_recv().is_ok() {}
-        while self.control.try_recv().is_ok() {}
-        self.events.close();
+        while self.commands_rx.try_recv().is_ok() {}
+        while self.control_rx.try_recv().is_ok() {}
+        self.shared.set_ended();
     }
 }
 

@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
-use async_channel::Sender;
 use bytes::Bytes;
+use flume::Sender;
+use relay_proto::InboundRequestId;
 use tracing::debug;
 
 use crate::driver::{Command, Control};
@@ -21,7 +22,7 @@ use crate::peer::{Shared, call};
 /// (the protocol has no error reply).
 #[must_use = "reply to the request, or ignore() it"]
 pub struct Request {
-    id: u64,
+    id: InboundRequestId,
     event: String,
     payload: Option<Bytes>,
     commands: Sender<Command>,
@@ -46,7 +47,7 @@ impl Request {
         shared: Arc<Shared>,
     ) -> Self {
         Request {
-            id: inbound.id.0,
+            id: inbound.id,
             event: inbound.event,
             payload: inbound.payload,
             commands,
@@ -55,8 +56,8 @@ impl Request {
         }
     }
 
-    /// The envelope id on the wire.
-    pub fn id(&self) -> u64 {
+    /// The remote's id of the request (its envelope id on the wire).
+    pub fn id(&self) -> InboundRequestId {
         self.id
     }
 
@@ -104,7 +105,7 @@ impl Request {
 impl Drop for Request {
     fn drop(&mut self) {
         if !self.settled {
-            debug!(id = self.id, event = %self.event, "inbound request dropped unanswered");
+            debug!(id = self.id.0, event = %self.event, "inbound request dropped unanswered");
             self.shared.count_unanswered();
         }
     }

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use async_channel::{Receiver, Sender};
 use bytes::Bytes;
+use flume::{Receiver, Sender};
 use relay_proto::ChannelId;
 
 use crate::driver::Command;
@@ -96,7 +96,7 @@ impl DataChannel {
     /// The next received message; `None` once the channel or the peer is
     /// closed and every message before that was read.
     pub async fn recv(&self) -> Option<ChannelMessage> {
-        self.incoming.recv().await.ok()
+        self.incoming.recv_async().await.ok()
     }
 
     /// Closes the channel (the remote sees it close too).

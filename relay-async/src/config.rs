@@ -19,7 +19,8 @@ pub struct Config {
     /// ignored for a peer made on a shared [`Endpoint`](crate::Endpoint).
     pub endpoint: EndpointConfig,
     /// Events (inbound requests, remote data channels and tracks, track
-    /// changes, ready, closed) held for the application. When it falls
+    /// changes, ready, closed) held for the application. Like every queue
+    /// here it takes memory only for what it holds. When it falls
     /// behind and the queue is full, any of them but `Ready` and `Closed` is
     /// dropped and counted
     /// ([`Stats::events_dropped`](crate::Stats::events_dropped)); one slot is
@@ -42,10 +43,12 @@ pub struct Config {
     /// ([`LocalTrack::try_write_rtp`](crate::LocalTrack::try_write_rtp)
     /// fails instead). Default 256.
     pub command_queue: usize,
-    /// Received datagrams waiting for the peer's task; past it a datagram is
-    /// dropped and counted, as the network would
-    /// ([`Stats::datagrams_dropped`](crate::Stats::datagrams_dropped)).
-    /// Default 1,024.
+    /// For a peer on a shared [`Endpoint`](crate::Endpoint): received
+    /// datagrams waiting for the peer's task, handed over in batches; past
+    /// it a datagram is dropped and counted, as the network would
+    /// ([`Stats::datagrams_dropped`](crate::Stats::datagrams_dropped)). A
+    /// peer on its own sockets reads them itself and has no such queue (the
+    /// kernel's receive buffer is the only one). Default 1,024.
     pub datagram_queue: usize,
 }
 

@@ -1,9 +1,9 @@
 //! Media-track handles: ours to write, the remote's to read.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use async_channel::{Receiver, Sender, TrySendError};
+use flume::{Receiver, Sender, TrySendError};
 use relay_proto::{
     HeaderExtension, KeyframeKind, RtpIn, RtpOut, SenderReport, TrackCodec, TrackId, TrackMeta,
     TrackStats, payload_type_is_carried,
@@ -106,7 +106,7 @@ impl LocalTrack {
     /// `true` once the track is removed or the peer closed: writes fail and
     /// no keyframe request comes any more.
     pub fn is_removed(&self) -> bool {
-        self.removed.load(Ordering::Relaxed) || self.keyframes.is_closed()
+        self.removed.load(Ordering::Relaxed) || self.keyframes.is_disconnected()
     }
 
     /// Checks what can be checked here, so that a packet handed to the
@@ -143,7 +143,7 @@ impl LocalTrack {
         self.check(&packet)?;
         let track = self.id;
         self.commands
-            .send(Command::WriteRtp { track, packet })
+            .send_async(Command::WriteRtp { track, packet })
             .await
             .map_err(|_| self.shared.closed_error())
     }
@@ -157,7 +157,7 @@ impl LocalTrack {
         match self.commands.try_send(Command::WriteRtp { track, packet }) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(Error::QueueFull),
-            Err(TrySendError::Closed(_)) => Err(self.shared.closed_error()),
+            Err(TrySendError::Disconnected(_)) => Err(self.shared.closed_error()),
         }
     }
 
@@ -167,7 +167,7 @@ impl LocalTrack {
     /// [`Stats::keyframe_requests_dropped`](crate::Stats::keyframe_requests_dropped)
     /// (the remote asks again if it still needs one).
     pub async fn keyframe_request(&self) -> Option<KeyframeRequest> {
-        self.keyframes.recv().await.ok()
+        self.keyframes.recv_async().await.ok()
     }
 
     /// Gives the origin's latest sender report for this track, so the
@@ -221,7 +221,7 @@ impl LocalTrack {
 
 impl Drop for LocalTrack {
     fn drop(&mut self) {
-        if !self.removed.swap(true, Ordering::Relaxed) && !self.keyframes.is_closed() {
+        if !self.removed.swap(true, Ordering::Relaxed) && !self.keyframes.is_disconnected() {
             // Unbounded, and at most one per track.
             let _ = self.control.try_send(Control::RemoveTrack(self.id));
         }
@@ -233,6 +233,8 @@ impl Drop for LocalTrack {
 #[derive(Debug)]
 pub(crate) struct RemoteState {
     pub(crate) active: AtomicBool,
+    /// Packets dropped because [`RemoteTrack::read_rtp`] fell behind.
+    pub(crate) dropped: AtomicU64,
 }
 
 /// A track the remote added: read its RTP, ask for keyframes.
@@ -340,7 +342,21 @@ impl RemoteTrack {
     /// removed the track or the peer closed, and every packet before that
     /// was read.
     pub async fn read_rtp(&self) -> Option<RtpIn> {
-        self.rtp.recv().await.ok()
+        self.rtp.recv_async().await.ok()
+    }
+
+    /// The next RTP packet if one is waiting; never waits. With
+    /// [`RemoteTrack::read_rtp`] for the first packet of a burst, this
+    /// takes the rest without a wake-up each.
+    pub fn try_read_rtp(&self) -> Option<RtpIn> {
+        self.rtp.try_recv().ok()
+    }
+
+    /// Packets dropped on this track because its reader fell
+    /// [`Config::track_queue`](crate::Config::track_queue) packets behind;
+    /// the peer's task and the sender never wait for a reader.
+    pub fn dropped(&self) -> u64 {
+        self.state.dropped.load(Ordering::Relaxed)
     }
 
     /// Asks the remote for a keyframe. At most one request per track goes

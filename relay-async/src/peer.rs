@@ -1,28 +1,32 @@
 //! The peer handle, its events and callbacks.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use async_channel::{Receiver, Sender};
 use bytes::Bytes;
+use flume::{Receiver, Sender};
+use futures_core::Stream;
 use futures_lite::future;
 use relay_proto::{
-    ChannelOptions, CloseReason, PeerMeta, TrackCodec, TrackId, TrackMeta, TrackOptions,
+    AnnouncedAddr, Certificate, ChannelOptions, CloseReason, PeerMeta, TrackCodec, TrackId,
+    TrackMeta, TrackOptions,
 };
 use tracing::{Instrument, info_span};
 
 use crate::channel::DataChannel;
 use crate::config::Config;
-use crate::driver::{Command, Control, Done, Driver};
-use crate::endpoint::{Endpoint, EndpointInner};
+use crate::driver::{Command, Control, Done, Driver, Io, Out, OwnSocket};
+use crate::endpoint::{self, EndpointInner};
 use crate::error::Error;
 use crate::request::{CancelOnDrop, Request};
-use crate::rt;
+use crate::runtime::{AsyncUdpSocket, Runtime};
+use crate::socket;
 use crate::track::{LocalTrack, RemoteTrack};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -114,6 +118,8 @@ enum Lifecycle {
 pub(crate) struct Shared {
     state: Mutex<Lifecycle>,
     changed: event_listener::Event,
+    /// The peer's task has ended: no call will be answered any more.
+    ended: std::sync::atomic::AtomicBool,
     final_stats: Mutex<Option<relay_proto::Stats>>,
     events_dropped: AtomicU64,
     unanswered: AtomicU64,
@@ -129,6 +135,7 @@ impl Shared {
         Shared {
             state: Mutex::new(Lifecycle::Connecting),
             changed: event_listener::Event::new(),
+            ended: false.into(),
             final_stats: Mutex::new(None),
             events_dropped: AtomicU64::new(0),
             unanswered: AtomicU64::new(0),
@@ -149,6 +156,23 @@ impl Shared {
         *lock(&self.final_stats) = Some(stats);
         *lock(&self.state) = Lifecycle::Closed(reason);
         self.changed.notify(usize::MAX);
+    }
+
+    /// The peer's task is done; calls still queued will never be answered.
+    pub(crate) fn set_ended(&self) {
+        self.ended.store(true, Ordering::Release);
+        self.changed.notify(usize::MAX);
+    }
+
+    /// Completes once the peer's task has ended.
+    async fn task_ended(&self) {
+        loop {
+            let listener = self.changed.listen();
+            if self.ended.load(Ordering::Acquire) {
+                return;
+            }
+            listener.await;
+        }
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -190,8 +214,8 @@ impl Shared {
     pub(crate) fn count_channel_drop(&self) {
         self.channel_dropped.fetch_add(1, Ordering::Relaxed);
     }
-    pub(crate) fn count_datagram_drop(&self) {
-        self.datagrams_dropped.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn count_datagram_drops(&self, n: u64) {
+        self.datagrams_dropped.fetch_add(n, Ordering::Relaxed);
     }
     pub(crate) fn count_rtp_drop(&self) {
         self.rtp_dropped.fetch_add(1, Ordering::Relaxed);
@@ -223,27 +247,39 @@ pub(crate) async fn call<T>(
     shared: &Shared,
     make: impl FnOnce(Done<T>) -> Command,
 ) -> Result<T, Error> {
-    let (tx, rx) = async_channel::bounded(1);
-    if commands.send(make(tx)).await.is_err() {
+    let (tx, rx) = flume::bounded(1);
+    if commands.send_async(make(tx)).await.is_err() {
         return Err(shared.closed_error());
     }
-    match rx.recv().await {
-        Ok(result) => result,
-        Err(_) => Err(shared.closed_error()),
+    // A call that reached the queue just as the task ended stays there,
+    // unanswered: stop waiting when the task is gone. A result sent before
+    // that wins (it is polled first).
+    let answered = future::or(async { rx.recv_async().await.ok() }, async {
+        shared.task_ended().await;
+        None
+    });
+    match answered.await {
+        Some(result) => result,
+        None => Err(shared.closed_error()),
     }
 }
 
 /// The events of a peer as an async stream ([`futures_core::Stream`]), for
 /// those who prefer one to callbacks. Ends after [`Event::Closed`].
-#[derive(Debug)]
 pub struct Events {
-    rx: Pin<Box<Receiver<Event>>>,
+    rx: flume::r#async::RecvStream<'static, Event>,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events").finish_non_exhaustive()
+    }
 }
 
 impl Events {
     /// The next event; `None` after [`Event::Closed`].
     pub async fn next(&mut self) -> Option<Event> {
-        self.rx.recv().await.ok()
+        future::poll_fn(|cx| Pin::new(&mut self.rx).poll_next(cx)).await
     }
 }
 
@@ -251,7 +287,7 @@ impl futures_core::Stream for Events {
     type Item = Event;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        self.rx.as_mut().poll_next(cx)
+        Pin::new(&mut self.rx).poll_next(cx)
     }
 }
 
@@ -274,6 +310,7 @@ struct Callbacks {
 
 /// What the [`Peer`] clones share; dropping it closes the peer.
 struct Handle {
+    runtime: Arc<dyn Runtime>,
     meta: PeerMeta,
     local_addrs: Vec<SocketAddr>,
     commands: Sender<Command>,
@@ -291,16 +328,26 @@ impl Drop for Handle {
     }
 }
 
-/// A relay peer: one connection to one remote relay, driven by its own task.
+/// A relay peer: one connection to one remote relay, driven by its own task
+/// on the runtime `R` (`relay_tokio::Peer` and `relay_smol::Peer` name it).
 ///
 /// Cheap to clone. When the last clone is dropped the peer closes (call
 /// [`Peer::close`] to close it earlier, and when callbacks hold clones).
-#[derive(Clone)]
-pub struct Peer {
+pub struct Peer<R> {
     inner: Arc<Handle>,
+    _runtime: PhantomData<fn() -> R>,
 }
 
-impl std::fmt::Debug for Peer {
+impl<R> Clone for Peer<R> {
+    fn clone(&self) -> Self {
+        Peer {
+            inner: self.inner.clone(),
+            _runtime: PhantomData,
+        }
+    }
+}
+
+impl<R> std::fmt::Debug for Peer<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Peer")
             .field("meta", &self.inner.meta)
@@ -309,69 +356,134 @@ impl std::fmt::Debug for Peer {
     }
 }
 
-/// Creates a peer's core on `endpoint`, answers `offer` when given, and
-/// starts the driver.
-pub(crate) fn start(
-    endpoint: Arc<EndpointInner>,
+/// The certificate of every peer in this process that was given none: one
+/// identity per server, generated once (about 1.5 ms) instead of per peer.
+fn process_certificate() -> Option<Certificate> {
+    static CERT: OnceLock<Option<Certificate>> = OnceLock::new();
+    CERT.get_or_init(|| Certificate::generate().ok()).clone()
+}
+
+/// Where a new peer's datagrams come from and go to.
+enum Place {
+    /// Its own sockets.
+    Own {
+        runtime: Arc<dyn Runtime>,
+        sockets: Vec<(SocketAddr, Arc<dyn AsyncUdpSocket>)>,
+        announced: Vec<AnnouncedAddr>,
+    },
+    /// A shared endpoint's.
+    Shared(Arc<EndpointInner>),
+}
+
+/// Creates a peer's core, answers `offer` when given, and starts the
+/// driver.
+fn start<R>(
+    place: Place,
     meta: PeerMeta,
     config: Config,
     offer: Option<&[u8]>,
-) -> Result<(Peer, Option<Vec<u8>>), Error> {
+) -> Result<(Peer<R>, Option<Vec<u8>>), Error> {
     let span = info_span!("relay_peer", peer = %meta.peer_id, session = %meta.session_id);
+    let (runtime, sockets, announced, endpoint_cert) = match &place {
+        Place::Own {
+            runtime,
+            sockets,
+            announced,
+        } => (runtime.clone(), sockets.clone(), announced.clone(), None),
+        Place::Shared(endpoint) => (
+            endpoint.runtime.clone(),
+            endpoint.sockets().to_vec(),
+            endpoint.announced().to_vec(),
+            endpoint.cert(),
+        ),
+    };
+    let local_addrs: Vec<SocketAddr> = sockets.iter().map(|(a, _)| *a).collect();
     let mut core_config = config.core;
-    core_config.local_addrs = endpoint.local_addrs();
-    core_config
-        .announced_addrs
-        .extend_from_slice(endpoint.announced());
+    core_config.local_addrs = local_addrs.clone();
+    core_config.announced_addrs.extend(announced);
     if core_config.seed == 0 {
         core_config.seed = fastrand::u64(1..);
     }
     if core_config.dtls_cert.is_none() {
-        core_config.dtls_cert = endpoint.cert();
+        core_config.dtls_cert = endpoint_cert.or_else(process_certificate);
     }
-    let mut core = relay_proto::Peer::new(meta.clone(), core_config, rt::now())?;
+    let now = runtime.now();
+    let mut core = relay_proto::Peer::new(meta.clone(), core_config, now)?;
     let shared = Arc::new(Shared::new());
-    let (key, datagrams) = endpoint.attach(shared.clone(), config.datagram_queue);
+    let io = match place {
+        Place::Own { .. } => Io::Own(
+            sockets
+                .iter()
+                .map(|(local, socket)| OwnSocket {
+                    local: *local,
+                    socket: socket.clone(),
+                    failed: false,
+                })
+                .collect(),
+        ),
+        Place::Shared(endpoint) => {
+            let (key, batches) = endpoint.attach(shared.clone(), config.datagram_queue);
+            Io::Shared {
+                endpoint,
+                key,
+                batches: batches.into_stream(),
+            }
+        }
+    };
     let answer = match offer {
         None => None,
         Some(offer) => {
             let answered = span
-                .in_scope(|| core.accept_offer(rt::now(), offer))
+                .in_scope(|| core.accept_offer(now, offer))
                 .and_then(|answer| {
-                    let ufrag = relay_proto::ufrag_of(&answer)?;
-                    if !endpoint.route_ufrag(key, &ufrag) {
-                        return Err(relay_proto::Error::Config(
-                            "ICE ufrag already in use on this endpoint".into(),
-                        ));
+                    if let Io::Shared { endpoint, key, .. } = &io {
+                        let ufrag = relay_proto::ufrag_of(&answer)?;
+                        if !endpoint.route_ufrag(*key, &ufrag) {
+                            return Err(relay_proto::Error::Config(
+                                "ICE ufrag already in use on this endpoint".into(),
+                            ));
+                        }
+                        endpoint.route_remote(*key, offer);
                     }
                     Ok(answer)
                 });
             match answered {
-                Ok(answer) => {
-                    endpoint.route_remote(key, offer);
-                    Some(answer)
-                }
+                Ok(answer) => Some(answer),
                 Err(e) => {
-                    endpoint.detach(key);
+                    if let Io::Shared { endpoint, key, .. } = &io {
+                        endpoint.detach(*key);
+                    }
                     return Err(e.into());
                 }
             }
         }
     };
-    let (commands_tx, commands) = async_channel::bounded(config.command_queue.max(1));
-    let (control_tx, control) = async_channel::unbounded();
-    let (events_tx, events) = async_channel::bounded(config.event_queue.max(2));
-    let local_addrs = endpoint.local_addrs();
+    let (commands_tx, commands) = flume::bounded(config.command_queue.max(1));
+    let (control_tx, control) = flume::unbounded();
+    let (events_tx, events) = flume::bounded(config.event_queue.max(2));
+    let out = sockets
+        .iter()
+        .map(|(local, socket)| Out {
+            local: *local,
+            sender: socket.create_sender(),
+            queue: Default::default(),
+        })
+        .collect();
     let driver = Driver {
+        runtime: runtime.clone(),
+        timer: runtime.new_timer(now),
+        timer_at: None,
+        now,
         core,
-        key,
-        endpoint,
+        io,
+        out,
         shared: shared.clone(),
-        datagrams,
-        commands,
+        commands: commands.clone().into_stream(),
+        commands_rx: commands,
         commands_tx: commands_tx.clone(),
         control_tx: control_tx.clone(),
-        control,
+        control: control.clone().into_stream(),
+        control_rx: control,
         events: events_tx,
         channel_queue: config.channel_queue,
         track_queue: config.track_queue,
@@ -382,10 +494,12 @@ pub(crate) fn start(
         local_tracks: Default::default(),
         remote_tracks: Default::default(),
         closed: false,
+        started: false,
     };
-    rt::spawn(driver.run().instrument(span));
+    runtime.spawn(Box::pin(driver.instrument(span)));
     let peer = Peer {
         inner: Arc::new(Handle {
+            runtime,
             meta,
             local_addrs,
             commands: commands_tx,
@@ -395,17 +509,28 @@ pub(crate) fn start(
             callbacks: Default::default(),
             next_token: AtomicU64::new(0),
         }),
+        _runtime: PhantomData,
     };
     Ok((peer, answer))
 }
 
-impl Peer {
-    /// A new peer on sockets of its own, bound as `config.endpoint` says;
-    /// then [`Peer::offer`]. For many peers on shared sockets use
-    /// [`Endpoint::peer`].
-    pub async fn new(meta: PeerMeta, config: Config) -> Result<Peer, Error> {
-        let endpoint = Endpoint::bind(config.endpoint.clone()).await?;
-        endpoint.peer(meta, config)
+/// A peer on an endpoint's shared sockets.
+pub(crate) fn start_shared<R>(
+    endpoint: Arc<EndpointInner>,
+    meta: PeerMeta,
+    config: Config,
+    offer: Option<&[u8]>,
+) -> Result<(Peer<R>, Option<Vec<u8>>), Error> {
+    start(Place::Shared(endpoint), meta, config, offer)
+}
+
+impl<R: Runtime + Default> Peer<R> {
+    /// A new peer on sockets of its own, bound as `config.endpoint` says,
+    /// which its task reads itself; then [`Peer::offer`]. For many peers on
+    /// shared sockets use [`Endpoint::peer`](crate::Endpoint::peer).
+    pub async fn new(meta: PeerMeta, config: Config) -> Result<Peer<R>, Error> {
+        let place = Self::own_sockets(&config).await?;
+        start(place, meta, config, None).map(|(p, _)| p)
     }
 
     /// A new peer on sockets of its own that answers `offer` (the remote's
@@ -415,11 +540,25 @@ impl Peer {
         meta: PeerMeta,
         config: Config,
         offer: &[u8],
-    ) -> Result<(Peer, Vec<u8>), Error> {
-        let endpoint = Endpoint::bind(config.endpoint.clone()).await?;
-        endpoint.answer(meta, config, offer)
+    ) -> Result<(Peer<R>, Vec<u8>), Error> {
+        let place = Self::own_sockets(&config).await?;
+        let (peer, answer) = start(place, meta, config, Some(offer))?;
+        Ok((peer, answer.unwrap_or_default()))
     }
 
+    async fn own_sockets(config: &Config) -> Result<Place, Error> {
+        let runtime: Arc<dyn Runtime> = Arc::new(R::default());
+        let sockets = socket::bind(&runtime, &config.endpoint)?;
+        let announced = endpoint::announced(&runtime, &sockets, &config.endpoint).await;
+        Ok(Place::Own {
+            runtime,
+            sockets,
+            announced,
+        })
+    }
+}
+
+impl<R> Peer<R> {
     /// Connects as the offering side: makes the offer, hands it with this
     /// peer's meta to `signal` (the application's way to reach the remote,
     /// which answers with [`Peer::answer`]), applies the answer, and waits
@@ -636,7 +775,9 @@ impl Peer {
     pub fn events(&self) -> Option<Events> {
         let mut events = lock(&self.inner.events);
         match std::mem::replace(&mut *events, EventsTaker::Stream) {
-            EventsTaker::Waiting(rx) => Some(Events { rx: Box::pin(rx) }),
+            EventsTaker::Waiting(rx) => Some(Events {
+                rx: rx.into_stream(),
+            }),
             other => {
                 *events = other;
                 None
@@ -697,11 +838,14 @@ impl Peer {
 
     /// Applies `set` to the callbacks and, the first time, starts the task
     /// that runs them (unless the events were taken as a stream).
-    fn set_callback<R>(&self, set: impl FnOnce(&mut Callbacks) -> R) -> R {
+    fn set_callback<T>(&self, set: impl FnOnce(&mut Callbacks) -> T) -> T {
         let result = set(&mut lock(&self.inner.callbacks));
         let mut events = lock(&self.inner.events);
         match std::mem::replace(&mut *events, EventsTaker::Dispatcher) {
-            EventsTaker::Waiting(rx) => rt::spawn(dispatch(rx, self.inner.callbacks.clone())),
+            EventsTaker::Waiting(rx) => self
+                .inner
+                .runtime
+                .spawn(Box::pin(dispatch(rx, self.inner.callbacks.clone()))),
             EventsTaker::Stream => {
                 *events = EventsTaker::Stream;
                 tracing::warn!(
@@ -727,7 +871,7 @@ enum EventsTaker {
 /// Runs the callbacks, outside the driver, one event at a time. A slow
 /// callback delays later callbacks, never packets or timers.
 async fn dispatch(rx: Receiver<Event>, callbacks: Arc<Mutex<Callbacks>>) {
-    while let Ok(event) = rx.recv().await {
+    while let Ok(event) = rx.recv_async().await {
         match event {
             Event::Ready => {
                 let f = {
