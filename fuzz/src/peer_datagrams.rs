@@ -279,7 +279,7 @@ impl Run {
     }
 
     /// After `handle_timeout(now)`, nothing may be due at or before `now`.
-    fn assert_timeout_handled(&self) {
+    fn assert_timeout_handled(&mut self) {
         if let Some(t) = self.peer.poll_timeout() {
             assert!(
                 t > self.now,

@@ -107,6 +107,7 @@ mod candidates;
 mod cert;
 mod channels;
 mod config;
+mod crypto;
 mod error;
 mod event;
 mod framing;

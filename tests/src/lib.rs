@@ -378,7 +378,7 @@ impl Pair {
         }
     }
 
-    fn next_time(&self) -> Option<Instant> {
+    fn next_time(&mut self) -> Option<Instant> {
         let deliver_at = self.wire.peek().map(|Reverse(p)| p.at);
         [
             deliver_at,

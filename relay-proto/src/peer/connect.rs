@@ -1,7 +1,6 @@
 //! The one round trip: making and taking offers and answers, and the
 //! `Rtc` they configure.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -105,13 +104,18 @@ impl Peer {
                 .as_ref()
                 .is_some_and(|a| a.features.iter().any(|f| f == FEATURE_RTX));
         let early = self.phase.connecting(now);
-        if rtx {
-            self.rebuild_for_rtx();
+        // Built for a peer of ours (the `rtx` table); a base peer's answer
+        // means the base table, and the answerer's first datagrams again.
+        let rebuilt = rtx != self.tracks.rtx_leg;
+        if rebuilt {
+            self.rebuild(rtx);
             self.add_local_candidates()?;
         }
         self.apply_remote(prepared, signal.relay);
-        if rtx {
-            // The rebuilt `Rtc` never saw them; one at a time, drained.
+        {
+            // A rebuilt `Rtc` never saw them, and the one that did could not
+            // check them without the remote's credentials: feed them again,
+            // one at a time, drained (a check answered twice is harmless).
             self.ops.extend(early.into_iter().map(|e| RtcOp::Receive {
                 source: e.source,
                 destination: e.destination,
@@ -172,13 +176,13 @@ impl Peer {
         let signal = Signal::decode(offer)?;
         let prepared = prepare_remote(&signal)?;
         self.role = Some(Role::Answerer);
-        if self.config.announce_extensions
+        let rtx = self.config.announce_extensions
             && signal
                 .relay
                 .as_ref()
-                .is_some_and(|a| a.features.iter().any(|f| f == FEATURE_RTX))
-        {
-            self.rebuild_for_rtx();
+                .is_some_and(|a| a.features.iter().any(|f| f == FEATURE_RTX));
+        if rtx != self.tracks.rtx_leg {
+            self.rebuild(rtx);
         }
         self.mutate(|rtc| rtc.direct_api().set_ice_controlling(false));
         let announcement = match (&signal.relay, self.own_announcement()) {
@@ -235,21 +239,24 @@ impl Peer {
         Ok(answer.encode())
     }
 
-    /// Swaps in an `Rtc` with the `rtx` codec table, before anything was
-    /// sent: same certificate, ICE credentials and candidates, so the offer
-    /// or answer already made stays true.
-    pub(super) fn rebuild_for_rtx(&mut self) {
+    /// Swaps in an `Rtc` with the other codec table (`rtx` or base) before
+    /// anything but the first connectivity checks was sent: same
+    /// certificate, ICE credentials and candidates, so the offer or answer
+    /// already made stays true. Building one costs about a millisecond,
+    /// so a peer starts with the table a peer of ours needs and rebuilds
+    /// only for a base (Go) peer.
+    fn rebuild(&mut self, rtx_leg: bool) {
         self.rtc = build_rtc(
             &self.config,
             &self.cert,
             &self.ice_creds,
-            true,
+            rtx_leg,
             self.last_now,
         );
         self.rtc_deadline = None;
         let controlling = self.role == Some(Role::Offerer);
         self.mutate(|rtc| rtc.direct_api().set_ice_controlling(controlling));
-        self.tracks.rtx_leg = true;
+        self.tracks.rtx_leg = rtx_leg;
     }
 
     fn own_announcement(&self) -> Option<Announcement> {
@@ -336,7 +343,7 @@ pub(super) fn build_rtc(
     now: Instant,
 ) -> Rtc {
     codecs::register_payload_types(RtcConfig::new(), rtx_leg)
-        .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
+        .set_crypto_provider(crate::crypto::provider())
         .set_sctp_max_message_size(config.max_message_size.max(256 * 1024))
         .set_sctp_max_buffered_amount(1024 * 1024)
         .set_dtls_cert(cert.to_str0m())

@@ -248,7 +248,6 @@ impl Peer {
                 limit,
                 &mut self.stats,
             )?;
-            self.drain();
         }
         Ok(())
     }

@@ -14,7 +14,7 @@ use crate::wire::{Extension, TRACK_EVENT};
 
 impl Peer {
     /// Sends a fire-and-forget message. Queued until Ready when called
-    /// before it. Then poll the outputs.
+    /// before it. The message goes out when the outputs are next polled.
     pub fn emit(&mut self, now: Instant, event: &str, payload: Option<Bytes>) -> Result<(), Error> {
         self.check_open()?;
         self.advance(now);
@@ -22,15 +22,14 @@ impl Peer {
         self.signalling
             .enqueue_message(event, payload, limit, &mut self.stats)?;
         self.stats.emits_sent += 1;
-        self.drain();
         Ok(())
     }
 
     /// Sends a request; its outcome arrives later as [`Event::Reply`] or
     /// [`Event::RequestFailed`] under the returned id. `timeout` defaults to
     /// [`Config::request_timeout`](crate::Config::request_timeout). Queued
-    /// until Ready when called before it (the timeout runs from now). Then
-    /// poll the outputs.
+    /// until Ready when called before it (the timeout runs from now). The
+    /// message goes out when the outputs are next polled.
     pub fn request(
         &mut self,
         now: Instant,
@@ -50,7 +49,6 @@ impl Peer {
             limit,
             &mut self.stats,
         )?;
-        self.drain();
         Ok(RequestId(id))
     }
 
@@ -68,8 +66,8 @@ impl Peer {
         }
     }
 
-    /// Answers an inbound request ([`Event::Request`]) once. Then poll the
-    /// outputs.
+    /// Answers an inbound request ([`Event::Request`]) once. The reply goes
+    /// out when the outputs are next polled.
     pub fn reply(
         &mut self,
         now: Instant,
@@ -81,7 +79,6 @@ impl Peer {
         let limit = self.remote_max_message_size();
         self.signalling
             .reply(id.0, payload, limit, &mut self.stats)?;
-        self.drain();
         Ok(())
     }
 
@@ -92,7 +89,6 @@ impl Peer {
     pub fn send_raw_signal_message_for_testing(&mut self, now: Instant, data: Vec<u8>) {
         self.advance(now);
         self.signalling.enqueue_raw(data);
-        self.drain();
     }
 
     /// Reports a request that ended without a reply, to the track it was

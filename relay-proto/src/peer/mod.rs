@@ -153,7 +153,10 @@ impl Peer {
             None => Certificate::generate()?,
         };
         let ice_creds = IceCreds::new();
-        let rtc = build_rtc(&config, &cert, &ice_creds, false, now);
+        // The `rtx` table when we announce it: a peer of ours then needs no
+        // rebuild (see `Peer::rebuild`).
+        let rtx_leg = config.announce_extensions;
+        let rtc = build_rtc(&config, &cert, &ice_creds, rtx_leg, now);
         let limits = Limits {
             max_pending_requests: config.max_pending_requests,
             max_send_queue_bytes: config.max_send_queue_bytes,
@@ -169,7 +172,10 @@ impl Peer {
             signalling: Signalling::new(limits, config.seed, config.max_unanswered_requests),
             signal_channel: None,
             channels: Channels::default(),
-            tracks: Tracks::default(),
+            tracks: Tracks {
+                rtx_leg,
+                ..Tracks::default()
+            },
             ops: VecDeque::new(),
             events: VecDeque::new(),
             pre_ready: VecDeque::new(),
@@ -353,21 +359,28 @@ impl Peer {
     }
 
     /// The next datagram to send, if any.
+    ///
+    /// Messages queued by calls since the last poll (emits, requests,
+    /// replies) are handed to SCTP here, all together, so that a burst of
+    /// calls leaves in as few packets as SCTP can bundle them into.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.flush();
         self.transmits.pop_front()
     }
 
     /// The next event, if any.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
+        self.flush();
         self.events.pop_front()
     }
 
     /// When [`Peer::handle_timeout`] must be called next; `None` when nothing
     /// is scheduled (a closed peer that has sent its goodbyes).
     #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        self.flush();
         let mut next = if self.rtc.is_alive() {
             self.rtc_deadline
         } else {
@@ -389,6 +402,17 @@ impl Peer {
             }
         }
         next
+    }
+
+    /// Hands the signalling messages that calls queued to SCTP, then
+    /// drains. Cheap when there are none.
+    fn flush(&mut self) {
+        if self.phase.is_ready()
+            && self.signalling.poll_message().is_some()
+            && self.write_signal_messages()
+        {
+            self.drain();
+        }
     }
 
     /// Time only moves forward, whatever the caller passes.
@@ -413,7 +437,8 @@ impl Peer {
     /// before changing it again. Changes the sub-machines asked for while
     /// their events were handled wait in `ops` and are applied here one at
     /// a time, each followed by a full poll; then the signalling messages
-    /// go to SCTP, one write per turn.
+    /// go to SCTP (see [`Peer::write_signal_messages`] for why they go
+    /// together).
     fn drain(&mut self) {
         loop {
             self.poll_rtc();
@@ -421,7 +446,7 @@ impl Peer {
                 self.apply(op);
                 continue;
             }
-            if !self.write_signal_message() {
+            if !self.write_signal_messages() {
                 return;
             }
         }
@@ -526,30 +551,42 @@ impl Peer {
         }
     }
 
-    /// Hands the next queued signalling message to SCTP (one mutation);
-    /// `false` when there was none or SCTP has no room.
-    fn write_signal_message(&mut self) -> bool {
+    /// Hands the queued signalling messages to SCTP while it has room;
+    /// `true` when it took any.
+    ///
+    /// The one place where the core changes the `Rtc` more than once before
+    /// polling: a channel write only appends to SCTP's send queue and makes
+    /// no output until polled, and str0m's own tests fill a channel with
+    /// back-to-back writes (`tests/data-channel.rs`). Polling after each
+    /// would cost a scan of SCTP's in-flight chunks per message
+    /// (sctp-proto looks for retransmissions on every poll), which halved
+    /// requests per second when measured.
+    fn write_signal_messages(&mut self) -> bool {
         if !self.phase.is_ready() {
             return false;
         }
-        let (Some(id), Some(msg)) = (self.signal_channel, self.signalling.poll_message()) else {
+        let Some(id) = self.signal_channel else {
             return false;
         };
-        let Some(mut ch) = self.rtc.channel(id) else {
-            return false;
-        };
-        match ch.write(true, msg) {
-            Ok(true) => {
-                self.signalling.message_written();
-                true
-            }
-            // No room: str0m reports room again, and any input retries.
-            Ok(false) => false,
-            Err(e) => {
-                warn!("signalling channel write failed: {e}");
-                false
+        let mut wrote = false;
+        while let Some(msg) = self.signalling.poll_message() {
+            let Some(mut ch) = self.rtc.channel(id) else {
+                break;
+            };
+            match ch.write(true, msg) {
+                Ok(true) => {
+                    self.signalling.message_written();
+                    wrote = true;
+                }
+                // No room: str0m reports room again, and any input retries.
+                Ok(false) => break,
+                Err(e) => {
+                    warn!("signalling channel write failed: {e}");
+                    break;
+                }
             }
         }
+        wrote
     }
 
     fn on_rtc_error(&mut self, e: RtcError) {
