@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::queue::{Rx, Tx};
 use bytes::Bytes;
-use flume::{Receiver, Sender};
 use relay_proto::ChannelId;
 
 use crate::driver::Command;
@@ -29,8 +29,8 @@ pub struct ChannelMessage {
 pub struct DataChannel {
     id: ChannelId,
     label: String,
-    incoming: Receiver<ChannelMessage>,
-    commands: Sender<Command>,
+    incoming: Rx<ChannelMessage>,
+    commands: Tx<Command>,
     shared: Arc<Shared>,
 }
 
@@ -47,8 +47,8 @@ impl DataChannel {
     pub(crate) fn new(
         id: ChannelId,
         label: String,
-        incoming: Receiver<ChannelMessage>,
-        commands: Sender<Command>,
+        incoming: Rx<ChannelMessage>,
+        commands: Tx<Command>,
         shared: Arc<Shared>,
     ) -> Self {
         DataChannel {
@@ -96,7 +96,7 @@ impl DataChannel {
     /// The next received message; `None` once the channel or the peer is
     /// closed and every message before that was read.
     pub async fn recv(&self) -> Option<ChannelMessage> {
-        self.incoming.recv_async().await.ok()
+        self.incoming.recv().await
     }
 
     /// Closes the channel (the remote sees it close too).

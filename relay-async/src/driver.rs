@@ -18,9 +18,8 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use async_channel::Sender;
 use bytes::Bytes;
-use flume::Sender;
-use futures_core::Stream;
 use relay_proto::{
     ChannelError, ChannelId, ChannelOptions, CloseReason, Event as CoreEvent, KeyframeKind,
     RequestError, RequestId, RtpIn, RtpOut, SenderReport, TrackCodec, TrackId, TrackMeta,
@@ -32,6 +31,7 @@ use crate::channel::{ChannelMessage, DataChannel};
 use crate::endpoint::{Batch, EndpointInner};
 use crate::error::Error;
 use crate::peer::{Event, Shared, Stats};
+use crate::queue::{self, Rx, Tx};
 use crate::request::Request;
 use crate::runtime::{AsyncTimer, AsyncUdpSocket, Runtime, UdpSender};
 use crate::socket::{self, Outgoing};
@@ -42,10 +42,10 @@ use crate::track::{
 /// Inputs (datagrams, calls) taken in one turn before the outputs go out,
 /// at most: enough that a burst leaves as few GSO sends, little enough
 /// that replies are not held back long.
-const TURN_INPUTS: usize = 256;
+const TURN_INPUTS: usize = 64;
 
 /// Turns in one wake-up before the task yields to the executor.
-const TURNS_PER_WAKE: usize = 8;
+const TURNS_PER_WAKE: usize = 4;
 
 /// Datagrams waiting for a socket that has no room, past which calls from
 /// the handles wait (their queue fills, so `write_rtp` waits): the socket's
@@ -152,7 +152,7 @@ pub(crate) struct Write {
 
 pub(crate) struct Slot {
     open: bool,
-    incoming: Sender<ChannelMessage>,
+    incoming: Tx<ChannelMessage>,
     pending: VecDeque<Write>,
 }
 
@@ -163,7 +163,7 @@ pub(crate) struct PendingTrack {
 }
 
 pub(crate) struct RemoteSlot {
-    rtp: Sender<RtpIn>,
+    rtp: Tx<RtpIn>,
     state: Arc<RemoteState>,
 }
 
@@ -176,7 +176,7 @@ pub(crate) enum Io {
     Shared {
         endpoint: Arc<EndpointInner>,
         key: u64,
-        batches: flume::r#async::RecvStream<'static, Batch>,
+        batches: Rx<Batch>,
     },
 }
 
@@ -219,16 +219,13 @@ pub(crate) struct Driver {
     /// The time of this wake-up, read once.
     pub(crate) now: Instant,
     pub(crate) shared: Arc<Shared>,
-    pub(crate) commands: flume::r#async::RecvStream<'static, Command>,
-    /// The same queue, to empty it at the end.
-    pub(crate) commands_rx: flume::Receiver<Command>,
+    pub(crate) commands: Rx<Command>,
     /// Handed to the handles the driver creates (requests, channels).
-    pub(crate) commands_tx: Sender<Command>,
+    pub(crate) commands_tx: Tx<Command>,
     /// Handed to the track handles (their drop removes the track).
-    pub(crate) control_tx: Sender<Control>,
-    pub(crate) control: flume::r#async::RecvStream<'static, Control>,
-    pub(crate) control_rx: flume::Receiver<Control>,
-    pub(crate) events: Sender<Event>,
+    pub(crate) control_tx: Tx<Control>,
+    pub(crate) control: Rx<Control>,
+    pub(crate) events: Tx<Event>,
     pub(crate) channel_queue: usize,
     pub(crate) track_queue: usize,
     pub(crate) requests: HashMap<RequestId, (u64, Done<Option<Bytes>>)>,
@@ -236,7 +233,7 @@ pub(crate) struct Driver {
     pub(crate) channels: HashMap<ChannelId, Slot>,
     pub(crate) pending_tracks: HashMap<TrackId, PendingTrack>,
     /// Our accepted tracks: where their keyframe requests go.
-    pub(crate) local_tracks: HashMap<TrackId, Sender<KeyframeRequest>>,
+    pub(crate) local_tracks: HashMap<TrackId, Tx<KeyframeRequest>>,
     pub(crate) remote_tracks: HashMap<TrackId, RemoteSlot>,
     pub(crate) closed: bool,
     pub(crate) started: bool,
@@ -296,7 +293,7 @@ impl Driver {
                 for s in sockets.iter_mut().filter(|s| !s.failed) {
                     while *budget > 0 {
                         let local = s.local;
-                        let got = socket::poll_recv_batch(&*s.socket, cx, |d| {
+                        let got = socket::poll_recv_batch(&*s.socket, cx, *budget, |d| {
                             trace!(from = %d.source, len = d.data.len(), "datagram in");
                             core.handle_datagram(now, d.source, local, d.data);
                         });
@@ -317,7 +314,7 @@ impl Driver {
             }
             Io::Shared { batches, .. } => {
                 while *budget > 0 {
-                    match Pin::new(&mut *batches).poll_next(cx) {
+                    match batches.poll_recv(cx) {
                         Poll::Ready(Some(batch)) => {
                             for (source, range) in batch.datagrams() {
                                 trace!(from = %source, len = range.len(), "datagram in");
@@ -336,7 +333,7 @@ impl Driver {
     /// Calls from the handles, within `budget`.
     fn poll_commands(&mut self, cx: &mut Context<'_>, budget: &mut usize) {
         while *budget > 0 {
-            match Pin::new(&mut self.commands).poll_next(cx) {
+            match self.commands.poll_recv(cx) {
                 Poll::Ready(Some(c)) => {
                     *budget -= 1;
                     self.apply(c);
@@ -348,7 +345,7 @@ impl Driver {
 
     /// What the handles' `Drop`s sent.
     fn poll_control(&mut self, cx: &mut Context<'_>) {
-        while let Poll::Ready(Some(c)) = Pin::new(&mut self.control).poll_next(cx) {
+        while let Poll::Ready(Some(c)) = self.control.poll_recv(cx) {
             let now = self.now;
             match c {
                 Control::Cancel(token) => {
@@ -463,7 +460,7 @@ impl Driver {
                 timeout,
                 done,
             } => {
-                if done.is_disconnected() {
+                if done.is_closed() {
                     return; // The caller gave up before we got here.
                 }
                 match self.core.request(now, &event, payload, timeout) {
@@ -516,7 +513,7 @@ impl Driver {
                 options,
                 done,
             } => {
-                if done.is_disconnected() {
+                if done.is_closed() {
                     return; // The caller gave up before we got here.
                 }
                 let parts = LocalParts {
@@ -582,7 +579,7 @@ impl Driver {
 
     /// A slot for a channel and the handle that reads it.
     fn new_slot(&mut self, id: ChannelId, label: String, open: bool) -> DataChannel {
-        let (tx, rx) = flume::bounded(self.channel_queue.max(1));
+        let (tx, rx) = queue::queue(self.channel_queue.max(1));
         self.channels.insert(
             id,
             Slot {
@@ -618,7 +615,7 @@ impl Driver {
     /// Delivers an event unless the queue is full. One slot stays free for
     /// `Closed`, which is therefore never dropped.
     fn deliver(&mut self, event: Event) {
-        let cap = self.events.capacity().unwrap_or(usize::MAX);
+        let cap = self.events.capacity();
         if self.events.len() + 1 >= cap {
             warn!("event queue full: {} dropped", event.kind());
             self.shared.count_event_drop();
@@ -684,7 +681,7 @@ impl Driver {
                 let Some(pending) = self.pending_tracks.remove(&id) else {
                     return;
                 };
-                let (tx, rx) = flume::bounded(KEYFRAME_QUEUE);
+                let (tx, rx) = queue::queue(KEYFRAME_QUEUE);
                 self.local_tracks.insert(id, tx);
                 let handle = LocalTrack::new(
                     id,
@@ -714,7 +711,7 @@ impl Driver {
                 layers,
                 header_extensions,
             } => {
-                let (tx, rx) = flume::bounded(self.track_queue.max(1));
+                let (tx, rx) = queue::queue(self.track_queue.max(1));
                 let state = Arc::new(RemoteState {
                     active: true.into(),
                     dropped: 0.into(),
@@ -817,8 +814,8 @@ impl Driver {
         }
         self.requests.clear();
         // Queued calls hold their result senders: drop them so callers wake.
-        while self.commands_rx.try_recv().is_ok() {}
-        while self.control_rx.try_recv().is_ok() {}
+        self.commands.close();
+        self.control.close();
         self.shared.set_ended();
     }
 }

@@ -16,8 +16,13 @@ use tracing::{debug, trace, warn};
 use crate::config::{Config, EndpointConfig};
 use crate::error::Error;
 use crate::peer::{self, Peer, Shared};
+use crate::queue::{self, Rx, Tx};
 use crate::runtime::{AsyncUdpSocket, Runtime};
 use crate::socket::{self, Outgoing};
+
+/// Datagrams the router reads at once, at most (each peer's share goes
+/// over as one batch).
+const ROUTER_BATCH: usize = 256;
 
 /// STUN requests sent to the configured STUN server per socket.
 const STUN_ATTEMPTS: usize = 3;
@@ -113,7 +118,7 @@ pub struct EndpointStats {
 
 /// Where the router sends one peer's datagrams.
 struct Sink {
-    tx: flume::Sender<Batch>,
+    tx: Tx<Batch>,
     /// Datagrams handed over and not yet taken.
     queued: Arc<AtomicUsize>,
     cap: usize,
@@ -239,8 +244,9 @@ impl EndpointInner {
     }
 
     /// A key and a batch queue for a new peer; `cap` datagrams may wait.
-    pub(crate) fn attach(&self, shared: Arc<Shared>, cap: usize) -> (u64, flume::Receiver<Batch>) {
-        let (tx, rx) = flume::unbounded();
+    pub(crate) fn attach(&self, shared: Arc<Shared>, cap: usize) -> (u64, Rx<Batch>) {
+        // Bounded by `queued` (datagrams), not by batches.
+        let (tx, rx) = queue::queue(usize::MAX);
         let mut routes = lock(&self.routes);
         let key = routes.next_key;
         routes.next_key += 1;
@@ -340,7 +346,7 @@ async fn reflexive(
         let answer = future::poll_fn(|cx| {
             let mut mapped = None;
             loop {
-                let got = socket::poll_recv_batch(socket, cx, |d| {
+                let got = socket::poll_recv_batch(socket, cx, socket::RECV_BATCH, |d| {
                     if d.source == server && mapped.is_none() {
                         mapped = relay_proto::stun_mapped_address(d.data, &transaction);
                     }
@@ -384,7 +390,7 @@ async fn receive(
                 return Poll::Ready(());
             }
             let mut routes = lock(&inner.routes);
-            let got = socket::poll_recv_batch(&*socket, cx, |d| {
+            let got = socket::poll_recv_batch(&*socket, cx, ROUTER_BATCH, |d| {
                 let Some(key) = routes.router.route(d.source, d.data) else {
                     trace!(from = %d.source, len = d.data.len(), "datagram for no peer");
                     inner.unrouted.fetch_add(1, Ordering::Relaxed);
@@ -412,7 +418,7 @@ async fn receive(
                     continue;
                 }
                 sink.queued.fetch_add(n, Ordering::Relaxed);
-                if sink.tx.send(batch).is_err() {
+                if sink.tx.try_send(batch).is_err() {
                     sink.shared.count_datagram_drops(n as u64);
                 }
             }

@@ -24,11 +24,11 @@
 //! // gRPC, a bus...). Here the answering side lives in the same process and
 //! // echoes one request.
 //! let answerer_config = Config::bind(localhost.clone());
-//! let (tx, rx) = flume::bounded(1);
+//! let (tx, rx) = async_channel::bounded(1);
 //! let signal = |_meta: PeerMeta, offer: Vec<u8>| async move {
 //!     let (answerer, answer) =
 //!         Peer::<R>::answer(PeerMeta::new("b", "session"), answerer_config, &offer).await?;
-//!     let _ = tx.send(answerer);
+//!     let _ = tx.try_send(answerer);
 //!     Ok::<_, Error>(answer)
 //! };
 //!
@@ -38,7 +38,7 @@
 //!     peer.request("echo", Some(Bytes::from_static(b"hi"))).await
 //! };
 //! let answer = async {
-//!     let answerer = rx.recv_async().await.expect("answerer");
+//!     let answerer = rx.recv().await.expect("answerer");
 //!     let mut events = answerer.events().expect("not taken yet");
 //!     while let Some(event) = events.next().await {
 //!         if let Event::Request(req) = event {
@@ -177,6 +177,7 @@ mod driver;
 mod endpoint;
 mod error;
 mod peer;
+mod queue;
 mod request;
 pub mod runtime;
 mod socket;

@@ -9,9 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::queue::{self, Rx, Tx};
 use bytes::Bytes;
-use flume::{Receiver, Sender};
-use futures_core::Stream;
 use futures_lite::future;
 use relay_proto::{
     AnnouncedAddr, Certificate, ChannelOptions, CloseReason, PeerMeta, TrackCodec, TrackId,
@@ -243,18 +242,18 @@ impl Shared {
 
 /// Sends a call to the driver and waits for its result.
 pub(crate) async fn call<T>(
-    commands: &Sender<Command>,
+    commands: &Tx<Command>,
     shared: &Shared,
     make: impl FnOnce(Done<T>) -> Command,
 ) -> Result<T, Error> {
-    let (tx, rx) = flume::bounded(1);
-    if commands.send_async(make(tx)).await.is_err() {
+    let (tx, rx) = async_channel::bounded(1);
+    if commands.send(make(tx)).await.is_err() {
         return Err(shared.closed_error());
     }
     // A call that reached the queue just as the task ended stays there,
     // unanswered: stop waiting when the task is gone. A result sent before
     // that wins (it is polled first).
-    let answered = future::or(async { rx.recv_async().await.ok() }, async {
+    let answered = future::or(async { rx.recv().await.ok() }, async {
         shared.task_ended().await;
         None
     });
@@ -267,7 +266,7 @@ pub(crate) async fn call<T>(
 /// The events of a peer as an async stream ([`futures_core::Stream`]), for
 /// those who prefer one to callbacks. Ends after [`Event::Closed`].
 pub struct Events {
-    rx: flume::r#async::RecvStream<'static, Event>,
+    rx: Rx<Event>,
 }
 
 impl std::fmt::Debug for Events {
@@ -279,7 +278,7 @@ impl std::fmt::Debug for Events {
 impl Events {
     /// The next event; `None` after [`Event::Closed`].
     pub async fn next(&mut self) -> Option<Event> {
-        future::poll_fn(|cx| Pin::new(&mut self.rx).poll_next(cx)).await
+        self.rx.recv().await
     }
 }
 
@@ -287,7 +286,7 @@ impl futures_core::Stream for Events {
     type Item = Event;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        Pin::new(&mut self.rx).poll_next(cx)
+        self.rx.poll_recv(cx)
     }
 }
 
@@ -313,8 +312,8 @@ struct Handle {
     runtime: Arc<dyn Runtime>,
     meta: PeerMeta,
     local_addrs: Vec<SocketAddr>,
-    commands: Sender<Command>,
-    control: Sender<Control>,
+    commands: Tx<Command>,
+    control: Tx<Control>,
     shared: Arc<Shared>,
     /// Taken by [`Peer::events`] or by the callback dispatcher.
     events: Mutex<EventsTaker>,
@@ -426,7 +425,7 @@ fn start<R>(
             Io::Shared {
                 endpoint,
                 key,
-                batches: batches.into_stream(),
+                batches,
             }
         }
     };
@@ -458,9 +457,10 @@ fn start<R>(
             }
         }
     };
-    let (commands_tx, commands) = flume::bounded(config.command_queue.max(1));
-    let (control_tx, control) = flume::unbounded();
-    let (events_tx, events) = flume::bounded(config.event_queue.max(2));
+    let (commands_tx, commands) = queue::queue(config.command_queue.max(1));
+    // Each item stands for a pending request or a handle: bounded by them.
+    let (control_tx, control) = queue::queue(usize::MAX);
+    let (events_tx, events) = queue::queue(config.event_queue.max(2));
     let out = sockets
         .iter()
         .map(|(local, socket)| Out {
@@ -478,12 +478,10 @@ fn start<R>(
         io,
         out,
         shared: shared.clone(),
-        commands: commands.clone().into_stream(),
-        commands_rx: commands,
+        commands,
         commands_tx: commands_tx.clone(),
         control_tx: control_tx.clone(),
-        control: control.clone().into_stream(),
-        control_rx: control,
+        control,
         events: events_tx,
         channel_queue: config.channel_queue,
         track_queue: config.track_queue,
@@ -775,9 +773,7 @@ impl<R> Peer<R> {
     pub fn events(&self) -> Option<Events> {
         let mut events = lock(&self.inner.events);
         match std::mem::replace(&mut *events, EventsTaker::Stream) {
-            EventsTaker::Waiting(rx) => Some(Events {
-                rx: rx.into_stream(),
-            }),
+            EventsTaker::Waiting(rx) => Some(Events { rx }),
             other => {
                 *events = other;
                 None
@@ -861,7 +857,7 @@ impl<R> Peer<R> {
 /// Who reads a peer's events.
 enum EventsTaker {
     /// Nobody yet: they wait in the queue.
-    Waiting(Receiver<Event>),
+    Waiting(Rx<Event>),
     /// [`Peer::events`].
     Stream,
     /// The callback task.
@@ -870,8 +866,8 @@ enum EventsTaker {
 
 /// Runs the callbacks, outside the driver, one event at a time. A slow
 /// callback delays later callbacks, never packets or timers.
-async fn dispatch(rx: Receiver<Event>, callbacks: Arc<Mutex<Callbacks>>) {
-    while let Ok(event) = rx.recv_async().await {
+async fn dispatch(rx: Rx<Event>, callbacks: Arc<Mutex<Callbacks>>) {
+    while let Some(event) = rx.recv().await {
         match event {
             Event::Ready => {
                 let f = {

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
+use crate::queue::Tx;
 use bytes::Bytes;
-use flume::Sender;
 use relay_proto::InboundRequestId;
 use tracing::debug;
 
@@ -25,7 +25,7 @@ pub struct Request {
     id: InboundRequestId,
     event: String,
     payload: Option<Bytes>,
-    commands: Sender<Command>,
+    commands: Tx<Command>,
     shared: Arc<Shared>,
     settled: bool,
 }
@@ -43,7 +43,7 @@ impl std::fmt::Debug for Request {
 impl Request {
     pub(crate) fn new(
         inbound: relay_proto::InboundRequest,
-        commands: Sender<Command>,
+        commands: Tx<Command>,
         shared: Arc<Shared>,
     ) -> Self {
         Request {
@@ -114,7 +114,7 @@ impl Drop for Request {
 /// Withdraws an outbound request from the core when its future is dropped
 /// before the outcome arrived.
 pub(crate) struct CancelOnDrop {
-    pub(crate) control: Sender<Control>,
+    pub(crate) control: Tx<Control>,
     pub(crate) token: u64,
     pub(crate) armed: bool,
 }

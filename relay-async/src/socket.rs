@@ -43,12 +43,19 @@ pub(crate) struct Received<'a> {
     pub(crate) data: &'a [u8],
 }
 
-/// Reads one batch from `socket` and hands each datagram (GRO segments
-/// split) to `each`. `Pending` when nothing was waiting (the task is
-/// registered to be woken); the number of datagrams otherwise.
+/// Reads one batch of at most about `max` datagrams from `socket` and hands
+/// each (GRO segments split) to `each`. `Pending` when nothing was waiting
+/// (the task is registered to be woken); the number of datagrams
+/// otherwise.
+///
+/// With GRO one buffer may hold 64 datagrams, so a full `recvmmsg` could
+/// bring two thousand: the number of buffers is cut to what `max` allows,
+/// or one peer's turn would flood its tracks' queues before their readers
+/// run.
 pub(crate) fn poll_recv_batch(
     socket: &dyn AsyncUdpSocket,
     cx: &mut Context<'_>,
+    max: usize,
     mut each: impl FnMut(Received<'_>),
 ) -> Poll<io::Result<usize>> {
     RECV_BUFS.with(|cell| {
@@ -70,7 +77,9 @@ pub(crate) fn poll_recv_batch(
             let mut it = bufs.iter_mut();
             std::array::from_fn(|_| IoSliceMut::new(it.next().expect("RECV_BATCH buffers")))
         };
-        let n = match socket.poll_recv(cx, &mut slices, meta) {
+        let segments = socket.max_receive_segments().max(1);
+        let nbufs = (max / segments).clamp(1, RECV_BATCH);
+        let n = match socket.poll_recv(cx, &mut slices[..nbufs], &mut meta[..nbufs]) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Ready(Ok(n)) => n,

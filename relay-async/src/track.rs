@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use flume::{Receiver, Sender, TrySendError};
+use crate::queue::{Rx, TrySendError, Tx};
 use relay_proto::{
     HeaderExtension, KeyframeKind, RtpIn, RtpOut, SenderReport, TrackCodec, TrackId, TrackMeta,
     TrackStats, payload_type_is_carried,
@@ -36,9 +36,9 @@ pub struct LocalTrack {
     meta: TrackMeta,
     codec: TrackCodec,
     layers: Vec<String>,
-    keyframes: Receiver<KeyframeRequest>,
-    commands: Sender<Command>,
-    control: Sender<Control>,
+    keyframes: Rx<KeyframeRequest>,
+    commands: Tx<Command>,
+    control: Tx<Control>,
     shared: Arc<Shared>,
     removed: AtomicBool,
 }
@@ -65,9 +65,9 @@ impl LocalTrack {
     pub(crate) fn new(
         id: TrackId,
         parts: LocalParts,
-        keyframes: Receiver<KeyframeRequest>,
-        commands: Sender<Command>,
-        control: Sender<Control>,
+        keyframes: Rx<KeyframeRequest>,
+        commands: Tx<Command>,
+        control: Tx<Control>,
         shared: Arc<Shared>,
     ) -> Self {
         LocalTrack {
@@ -106,7 +106,7 @@ impl LocalTrack {
     /// `true` once the track is removed or the peer closed: writes fail and
     /// no keyframe request comes any more.
     pub fn is_removed(&self) -> bool {
-        self.removed.load(Ordering::Relaxed) || self.keyframes.is_disconnected()
+        self.removed.load(Ordering::Relaxed) || self.keyframes.is_closed()
     }
 
     /// Checks what can be checked here, so that a packet handed to the
@@ -143,7 +143,7 @@ impl LocalTrack {
         self.check(&packet)?;
         let track = self.id;
         self.commands
-            .send_async(Command::WriteRtp { track, packet })
+            .send(Command::WriteRtp { track, packet })
             .await
             .map_err(|_| self.shared.closed_error())
     }
@@ -157,7 +157,7 @@ impl LocalTrack {
         match self.commands.try_send(Command::WriteRtp { track, packet }) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(Error::QueueFull),
-            Err(TrySendError::Disconnected(_)) => Err(self.shared.closed_error()),
+            Err(TrySendError::Closed(_)) => Err(self.shared.closed_error()),
         }
     }
 
@@ -167,7 +167,7 @@ impl LocalTrack {
     /// [`Stats::keyframe_requests_dropped`](crate::Stats::keyframe_requests_dropped)
     /// (the remote asks again if it still needs one).
     pub async fn keyframe_request(&self) -> Option<KeyframeRequest> {
-        self.keyframes.recv_async().await.ok()
+        self.keyframes.recv().await
     }
 
     /// Gives the origin's latest sender report for this track, so the
@@ -221,7 +221,7 @@ impl LocalTrack {
 
 impl Drop for LocalTrack {
     fn drop(&mut self) {
-        if !self.removed.swap(true, Ordering::Relaxed) && !self.keyframes.is_disconnected() {
+        if !self.removed.swap(true, Ordering::Relaxed) && !self.keyframes.is_closed() {
             // Unbounded, and at most one per track.
             let _ = self.control.try_send(Control::RemoveTrack(self.id));
         }
@@ -252,9 +252,9 @@ pub struct RemoteTrack {
     ssrc: u32,
     layers: Vec<String>,
     header_extensions: Vec<HeaderExtension>,
-    rtp: Receiver<RtpIn>,
+    rtp: Rx<RtpIn>,
     state: Arc<RemoteState>,
-    commands: Sender<Command>,
+    commands: Tx<Command>,
     shared: Arc<Shared>,
 }
 
@@ -283,9 +283,9 @@ impl RemoteTrack {
     pub(crate) fn new(
         id: TrackId,
         parts: RemoteParts,
-        rtp: Receiver<RtpIn>,
+        rtp: Rx<RtpIn>,
         state: Arc<RemoteState>,
-        commands: Sender<Command>,
+        commands: Tx<Command>,
         shared: Arc<Shared>,
     ) -> Self {
         RemoteTrack {
@@ -342,14 +342,14 @@ impl RemoteTrack {
     /// removed the track or the peer closed, and every packet before that
     /// was read.
     pub async fn read_rtp(&self) -> Option<RtpIn> {
-        self.rtp.recv_async().await.ok()
+        self.rtp.recv().await
     }
 
     /// The next RTP packet if one is waiting; never waits. With
     /// [`RemoteTrack::read_rtp`] for the first packet of a burst, this
     /// takes the rest without a wake-up each.
     pub fn try_read_rtp(&self) -> Option<RtpIn> {
-        self.rtp.try_recv().ok()
+        self.rtp.try_recv()
     }
 
     /// Packets dropped on this track because its reader fell

@@ -1,14 +1,16 @@
 //! `relay bench`: connect time, request round trips and rate, RTP
 //! throughput against this machine's plain-UDP limit, CPU per packet and
-//! memory per idle pair, all on loopback in this process; the same against
-//! the Go interop peer where it is built. Prints a table with the targets of
-//! the project's issue 5 and writes the numbers as JSON (`--json FILE`).
+//! memory per idle pair, all on loopback in this process; then pion's relay
+//! (`relay-go-peer -bench`, pion to pion in its own process) with the same
+//! sizes, so both are measured in one run. Prints ours, pion's and the
+//! ratio, with the targets (absolute, and relative to pion's numbers of the
+//! same run), and writes the numbers as JSON (`--json FILE`).
 //!
 //! Numbers are for reading, never for a timed test: they depend on the
 //! machine and on whatever else runs on it.
 
-mod gopeer;
 mod pairs;
+mod pion;
 mod rtp;
 mod sys;
 mod udp;
@@ -46,14 +48,15 @@ pub struct BenchArgs {
     /// --quick).
     #[arg(long)]
     pub pairs: Option<usize>,
-    /// The Go interop peer (default: tests/interop/bin/relay-go-peer).
+    /// The Go peer whose `-bench` mode measures pion (default:
+    /// tests/interop/bin/relay-go-peer).
     #[arg(long, value_name = "PATH")]
     pub go_peer: Option<PathBuf>,
-    /// Do not measure against the Go peer.
-    #[arg(long)]
-    pub no_go: bool,
+    /// Do not measure pion.
+    #[arg(long, alias = "no-go")]
+    pub no_pion: bool,
     /// Run only these parts (for profiling one of them), comma-separated:
-    /// memory, ready, requests, udp, rtp, go.
+    /// memory, ready, requests, udp, rtp, pion.
     #[arg(long, value_delimiter = ',', value_name = "PARTS")]
     pub only: Vec<String>,
 }
@@ -71,11 +74,21 @@ const PAYLOAD: usize = 1_200;
 /// Requests in flight for the rate.
 const IN_FLIGHT: usize = 64;
 
-/// How a value compares with its target.
+/// What a metric must reach: an absolute bound and, where pion was
+/// measured in the same run, a bound relative to pion's figure (and, for
+/// the RTP rate, to this machine's plain UDP limit). The stricter wins.
 #[derive(Debug, Clone, Copy)]
-enum Target {
-    AtMost(f64),
-    AtLeast(f64),
+enum Rule {
+    None,
+    AtMost {
+        abs: f64,
+        pion: Option<f64>,
+    },
+    AtLeast {
+        abs: f64,
+        pion: Option<f64>,
+        udp: Option<f64>,
+    },
 }
 
 /// One row of the table (one key of the JSON).
@@ -84,41 +97,63 @@ struct Metric {
     label: &'static str,
     unit: &'static str,
     value: Result<f64, String>,
-    target: Option<Target>,
-    /// Our offerer against the Go peer, where measured.
-    go: Option<f64>,
-    /// The pion/Go relay's figure quoted in the issue, for scale.
     pion: Option<f64>,
+    rule: Rule,
+    /// This run's plain UDP limit, for [`Rule::AtLeast::udp`].
+    udp_limit: Option<f64>,
+}
+
+/// A resolved target.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    AtMost(f64),
+    AtLeast(f64),
 }
 
 impl Metric {
-    fn new(key: &'static str, label: &'static str, unit: &'static str) -> Metric {
+    fn new(key: &'static str, label: &'static str, unit: &'static str, rule: Rule) -> Metric {
         Metric {
             key,
             label,
             unit,
             value: Err("not measured".into()),
-            target: None,
-            go: None,
             pion: None,
+            rule,
+            udp_limit: None,
         }
     }
 
-    fn target(mut self, t: Target) -> Self {
-        self.target = Some(t);
-        self
+    fn target(&self) -> Option<Target> {
+        match self.rule {
+            Rule::None => None,
+            Rule::AtMost { abs, pion } => {
+                let rel = pion.zip(self.pion).map(|(f, p)| f * p);
+                Some(Target::AtMost(rel.map_or(abs, |r| r.min(abs))))
+            }
+            Rule::AtLeast { abs, pion, udp } => {
+                let mut t = abs;
+                if let Some(r) = pion.zip(self.pion).map(|(f, p)| f * p) {
+                    t = t.max(r);
+                }
+                if let Some(r) = udp.zip(self.udp_limit).map(|(f, u)| f * u) {
+                    t = t.max(r);
+                }
+                Some(Target::AtLeast(t))
+            }
+        }
     }
 
-    fn pion(mut self, v: f64) -> Self {
-        self.pion = Some(v);
-        self
+    /// Ours over pion's.
+    fn ratio(&self) -> Option<f64> {
+        let v = *self.value.as_ref().ok()?;
+        self.pion.filter(|p| *p > 0.0).map(|p| v / p)
     }
 
     /// `None` without a target or a value; else met, and how many times
     /// worse than the target when missed (1.0 when met).
     fn verdict(&self) -> Option<(bool, f64)> {
         let v = *self.value.as_ref().ok()?;
-        Some(match self.target? {
+        Some(match self.target()? {
             Target::AtMost(t) => (v <= t, (v / t).max(1.0)),
             Target::AtLeast(t) => (v >= t, (t / v.max(1e-12)).max(1.0)),
         })
@@ -134,10 +169,28 @@ impl Metric {
     }
 
     fn target_text(&self) -> String {
-        match self.target {
+        let bound = |t: f64| number(t);
+        let why = match self.rule {
+            Rule::AtMost { abs, pion: Some(f) } if self.pion.is_some() => {
+                format!(" ({f}x pion, <= {})", number(abs))
+            }
+            Rule::AtLeast {
+                abs,
+                pion: Some(f),
+                udp,
+            } if self.pion.is_some() => match udp {
+                Some(u) => format!(" ({f}x pion, {}% UDP)", u * 100.0),
+                None => format!(" ({f}x pion, >= {})", number(abs)),
+            },
+            Rule::AtLeast { udp: Some(u), .. } if self.udp_limit.is_some() => {
+                format!(" ({}% UDP)", u * 100.0)
+            }
+            _ => String::new(),
+        };
+        match self.target() {
             None => "-".into(),
-            Some(Target::AtMost(t)) => format!("<= {}", number(t)),
-            Some(Target::AtLeast(t)) => format!(">= {}", number(t)),
+            Some(Target::AtMost(t)) => format!("<= {}{why}", bound(t)),
+            Some(Target::AtLeast(t)) => format!(">= {}{why}", bound(t)),
         }
     }
 
@@ -146,7 +199,7 @@ impl Metric {
             Some((met, f)) => (json!(met), json!(f)),
             None => (Value::Null, Value::Null),
         };
-        let target = match self.target {
+        let target = match self.target() {
             None => Value::Null,
             Some(Target::AtMost(t)) => json!({"at_most": t}),
             Some(Target::AtLeast(t)) => json!({"at_least": t}),
@@ -156,11 +209,11 @@ impl Metric {
             "unit": self.unit,
             "value": self.value.as_ref().ok(),
             "error": self.value.as_ref().err(),
+            "pion": self.pion,
+            "ratio_to_pion": self.ratio(),
             "target": target,
             "met": met,
             "miss_factor": factor,
-            "go_peer": self.go,
-            "pion_reference": self.pion,
         })
     }
 }
@@ -206,7 +259,6 @@ struct Plan {
     burst: usize,
     pairs: usize,
     idle: Duration,
-    go_connects: usize,
 }
 
 impl Plan {
@@ -214,22 +266,27 @@ impl Plan {
         let q = args.quick;
         let window = args.window.unwrap_or(if q { 0.5 } else { 10.0 }).max(0.1);
         let sequential = args.requests.unwrap_or(if q { 200 } else { 5_000 }).max(1);
-        let connects = args.connects.unwrap_or(if q { 3 } else { 25 }).max(1);
         Plan {
             window: Duration::from_secs_f64(window),
             probe: Duration::from_secs_f64(if q { 0.3_f64 } else { 1.0 }.min(window)),
-            connects,
+            connects: args.connects.unwrap_or(if q { 3 } else { 25 }).max(1),
             sequential,
             burst: sequential * 10,
             pairs: args.pairs.unwrap_or(if q { 5 } else { 100 }).max(1),
             idle: Duration::from_millis(if q { 300 } else { 2_000 }),
-            go_connects: connects,
         }
     }
 }
 
 fn step(what: &str) {
     eprintln!("bench: {what} ...");
+}
+
+/// Sets `e` as the error of every metric in `ms`.
+fn fail(ms: &mut [&mut Metric], e: &str) {
+    for m in ms {
+        m.value = Err(e.to_string());
+    }
 }
 
 /// Runs the bench; fails when a measurement of ours could not be made.
@@ -241,85 +298,103 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
     let mut notes: Vec<String> = Vec::new();
     let load_before = sys::load_average();
 
+    let at_most = |abs: f64, pion: Option<f64>| Rule::AtMost { abs, pion };
     let mut m_ready = Metric::new(
         "ready_both_median_ms",
         "offer to Ready on both sides, median",
         "ms",
-    )
-    .target(Target::AtMost(1.8))
-    .pion(3.6);
-    let mut m_ready_off = Metric::new(
-        "ready_offerer_median_ms",
-        "offer to Ready, offerer, median",
-        "ms",
-    );
-    let mut m_ready_ans = Metric::new(
-        "ready_answerer_median_ms",
-        "offer to Ready, answerer, median",
-        "ms",
+        at_most(1.8, Some(0.5)),
     );
     let mut m_ready_p99 = Metric::new(
         "ready_both_p99_ms",
         "offer to Ready on both sides, p99",
         "ms",
+        Rule::None,
     );
-    let mut m_rtt = Metric::new("request_rtt_median_us", "request round trip, median", "µs")
-        .target(Target::AtMost(30.0))
-        .pion(81.0);
-    let mut m_rtt99 = Metric::new("request_rtt_p99_us", "request round trip, p99", "µs")
-        .target(Target::AtMost(100.0))
-        .pion(313.0);
+    let mut m_ready_off = Metric::new(
+        "ready_offerer_median_ms",
+        "offer to Ready, offerer, median",
+        "ms",
+        Rule::None,
+    );
+    let mut m_ready_ans = Metric::new(
+        "ready_answerer_median_ms",
+        "offer to Ready, answerer, median",
+        "ms",
+        Rule::None,
+    );
+    let mut m_rtt = Metric::new(
+        "request_rtt_median_us",
+        "request round trip, median (100 B)",
+        "µs",
+        at_most(30.0, Some(0.4)),
+    );
+    let mut m_rtt99 = Metric::new(
+        "request_rtt_p99_us",
+        "request round trip, p99",
+        "µs",
+        at_most(100.0, None),
+    );
     let mut m_rps = Metric::new(
         "requests_per_s_64_in_flight",
         "requests/s, 64 in flight",
         "1/s",
-    )
-    .target(Target::AtLeast(100_000.0))
-    .pion(35_000.0);
+        Rule::AtLeast {
+            abs: 100_000.0,
+            pion: Some(3.0),
+            udp: None,
+        },
+    );
     let mut m_udp = Metric::new(
         "udp_limit_packets_per_s",
         "plain UDP loopback limit (1 sender, 1 receiver thread)",
         "packets/s",
-    )
-    .pion(236_000.0);
+        Rule::None,
+    );
     let mut m_rtp = Metric::new(
         "rtp_lossless_packets_per_s",
-        "RTP one way, <= 0.1 % loss, at the receiver",
+        "RTP one way, <= 0.1 % loss over the window",
         "packets/s",
-    )
-    .pion(40_000.0);
+        Rule::AtLeast {
+            abs: 0.0,
+            pion: Some(3.0),
+            udp: Some(0.5),
+        },
+    );
     let mut m_rtp_mbit = Metric::new(
         "rtp_lossless_mbit_per_s",
         "RTP one way, payload bit rate",
         "Mbit/s",
+        Rule::None,
     );
     let mut m_rtp_ratio = Metric::new(
         "rtp_ratio_to_udp_limit",
         "RTP rate / plain UDP limit",
         "ratio",
-    )
-    .target(Target::AtLeast(0.5));
-    let mut m_cpu = Metric::new(
-        "rtp_cpu_s_per_100k_packets",
-        "CPU per 100,000 RTP packets, both peers",
-        "s",
-    )
-    .target(Target::AtMost(0.6))
-    .pion(1.17);
+        Rule::AtLeast {
+            abs: 0.5,
+            pion: None,
+            udp: None,
+        },
+    );
+    let mut m_rtp_steps = Metric::new(
+        "rtp_confirmation_steps",
+        "RTP: 10 % step-downs before a window held",
+        "steps",
+        Rule::None,
+    );
     let mut m_cpu_pkt = Metric::new(
         "rtp_cpu_us_per_packet",
         "CPU per delivered RTP packet, both peers",
         "µs",
-    )
-    .target(Target::AtMost(6.0))
-    .pion(11.7);
+        at_most(6.0, Some(0.5)),
+    );
     let mut m_mem = Metric::new(
         "rss_kib_per_idle_pair",
         "resident memory per connected idle pair",
         "KiB",
-    )
-    .target(Target::AtMost(100.0))
-    .pion(453.0);
+        at_most(100.0, None),
+    );
 
     // Memory first, before the heap has grown and shrunk.
     let memory = if args.runs("memory") {
@@ -355,16 +430,15 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
             m_ready_off.value = Ok(ms(r.offerer.median));
             m_ready_ans.value = Ok(ms(r.answerer.median));
         }
-        Err(e) => {
-            for m in [
+        Err(e) => fail(
+            &mut [
                 &mut m_ready,
                 &mut m_ready_p99,
                 &mut m_ready_off,
                 &mut m_ready_ans,
-            ] {
-                m.value = Err(e.to_string());
-            }
-        }
+            ],
+            &e.to_string(),
+        ),
     }
 
     let requests = async {
@@ -386,11 +460,7 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
             m_rtt99.value = Ok(us(r.sequential.p99));
             m_rps.value = Ok(r.per_s);
         }
-        Err(e) => {
-            for m in [&mut m_rtt, &mut m_rtt99, &mut m_rps] {
-                m.value = Err(e.to_string());
-            }
-        }
+        Err(e) => fail(&mut [&mut m_rtt, &mut m_rtt99, &mut m_rps], &e.to_string()),
     }
 
     let udp_window = plan.window;
@@ -408,6 +478,7 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
     match &udp {
         Ok(u) => {
             m_udp.value = Ok(u.received_per_s);
+            m_rtp.udp_limit = Some(u.received_per_s);
             notes.push(format!(
                 "plain UDP: {} datagrams/s sent, {} received ({:.1} % lost: the sender outruns the receiver)",
                 number(u.sent_per_s),
@@ -417,9 +488,6 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
         }
         Err(e) => m_udp.value = Err(e.clone()),
     }
-    if let Ok(u) = &udp {
-        m_rtp = m_rtp.target(Target::AtLeast(u.received_per_s * 0.5));
-    }
 
     let ceiling = udp.as_ref().map_or(250_000.0, |u| u.received_per_s);
     let start = if args.quick { 5_000.0 } else { 10_000.0 };
@@ -427,7 +495,7 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
         if !args.runs("rtp") {
             return Err(SKIPPED.into());
         }
-        step("RTP throughput: search, then a full-window confirmation");
+        step("RTP throughput: search, then full-window confirmations");
         let mut link = rtp::Link::open(PAYLOAD).await?;
         let r = rtp::search(&mut link, start, ceiling, plan.probe, plan.window).await;
         let counters = link.counters().await;
@@ -450,12 +518,12 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
                     if trial.passed() { "" } else { " (over 0.1 %)" }
                 ));
             }
+            m_rtp_steps.value = Ok(t.steps as f64);
             match t.best {
                 Some(best) => {
                     let pps = best.received_per_s();
                     m_rtp.value = Ok(pps);
                     m_rtp_mbit.value = Ok(pps * (PAYLOAD * 8) as f64 / 1e6);
-                    m_cpu.value = Ok(best.cpu_s / best.received.max(1) as f64 * 1e5);
                     m_cpu_pkt.value = Ok(best.cpu_us_per_packet());
                     m_rtp_ratio.value = match &udp {
                         Ok(u) => Ok(pps / u.received_per_s),
@@ -463,64 +531,83 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
                         Err(e) => Err(format!("no UDP limit: {e}")),
                     };
                 }
-                None => {
-                    let e = "no rate delivered with at most 0.1 % loss".to_string();
-                    for m in [
+                None => fail(
+                    &mut [
                         &mut m_rtp,
                         &mut m_rtp_mbit,
                         &mut m_rtp_ratio,
-                        &mut m_cpu,
                         &mut m_cpu_pkt,
-                    ] {
-                        m.value = Err(e.clone());
-                    }
-                }
+                    ],
+                    &format!("not even {} packets/s held a window", rtp::FLOOR),
+                ),
             }
         }
-        Err(e) => {
-            for m in [
+        Err(e) => fail(
+            &mut [
                 &mut m_rtp,
                 &mut m_rtp_mbit,
                 &mut m_rtp_ratio,
-                &mut m_cpu,
+                &mut m_rtp_steps,
                 &mut m_cpu_pkt,
-            ] {
-                m.value = Err(e.to_string());
-            }
-        }
+            ],
+            &e.to_string(),
+        ),
     }
 
-    // The Go peer, side by side.
-    let go_status: Result<(), String> = if args.no_go {
-        Err("--no-go".into())
-    } else if !args.runs("go") {
+    // pion, same sizes, same machine, right after.
+    let pion_status: Result<(), String> = if args.no_pion {
+        Err("--no-pion".into())
+    } else if !args.runs("pion") {
         Err(SKIPPED.into())
     } else {
-        match gopeer::find(args.go_peer.as_deref()) {
+        match pion::find(args.go_peer.as_deref()) {
             Err(e) => Err(e),
             Ok(path) => {
+                let parts: Vec<&'static str> = ["memory", "ready", "requests", "rtp"]
+                    .into_iter()
+                    .filter(|p| args.only.is_empty() || args.runs(p))
+                    .collect();
                 step(&format!(
-                    "Go peer {}: {} connects, requests",
+                    "pion: {} -bench ({})",
                     path.display(),
-                    plan.go_connects
+                    parts.join(",")
                 ));
-                match gopeer::measure(
-                    &path,
-                    plan.go_connects,
-                    plan.sequential,
-                    plan.burst,
-                    IN_FLIGHT,
-                )
-                .await
-                {
-                    Ok(g) => {
-                        m_ready.go = Some(ms(g.both_ready.median));
-                        m_ready_p99.go = Some(ms(g.both_ready.p99));
-                        m_ready_off.go = Some(ms(g.ours_ready.median));
-                        m_ready_ans.go = Some(ms(g.go_ready.median));
-                        m_rtt.go = Some(us(g.requests.sequential.median));
-                        m_rtt99.go = Some(us(g.requests.sequential.p99));
-                        m_rps.go = Some(g.requests.per_s);
+                let sizes = pion::Sizes {
+                    window: plan.window,
+                    connects: plan.connects,
+                    requests: plan.sequential,
+                    pairs: plan.pairs,
+                    quick: args.quick,
+                    parts,
+                };
+                match pion::measure(&path, &sizes).await {
+                    Ok(p) => {
+                        m_ready.pion = p.get("ready", "both_median_ms");
+                        m_ready_p99.pion = p.get("ready", "both_p99_ms");
+                        m_ready_off.pion = p.get("ready", "offerer_median_ms");
+                        m_ready_ans.pion = p.get("ready", "answerer_median_ms");
+                        m_rtt.pion = p.get("requests", "rtt_median_us");
+                        m_rtt99.pion = p.get("requests", "rtt_p99_us");
+                        m_rps.pion = p.get("requests", "per_s");
+                        m_rtp.pion = p.get("rtp", "rate");
+                        m_rtp_mbit.pion = p.get("rtp", "mbit_s");
+                        m_rtp_steps.pion = p.get("rtp", "steps");
+                        m_cpu_pkt.pion = p.get("rtp", "cpu_us_per_packet");
+                        m_mem.pion = p.get("memory", "kib_per_pair");
+                        if let (Some(rate), Ok(u)) = (m_rtp.pion, &udp) {
+                            m_rtp_ratio.pion = Some(rate / u.received_per_s);
+                        }
+                        for part in ["memory", "ready", "requests", "rtp"] {
+                            if let Some(e) = p.error(part) {
+                                notes.push(format!("pion {part}: not measured: {e}"));
+                            }
+                        }
+                        if let Some(v) = p.0.get("go_version").and_then(|v| v.as_str()) {
+                            notes.push(format!(
+                                "pion: relay-go-peer -bench, pion {}, {v}, both ends in its process",
+                                p.0.get("pion_version").and_then(|v| v.as_str()).unwrap_or("?")
+                            ));
+                        }
                         Ok(())
                     }
                     Err(e) => Err(format!("failed: {e}")),
@@ -541,12 +628,12 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
         m_rtp,
         m_rtp_mbit,
         m_rtp_ratio,
-        m_cpu,
+        m_rtp_steps,
         m_cpu_pkt,
         m_mem,
     ];
 
-    print_table(&metrics, &plan, args.quick, go_status.as_ref().err());
+    print_table(&metrics, &plan, args.quick, pion_status.as_ref().err());
     println!();
     for note in &notes {
         println!("  {note}");
@@ -583,11 +670,10 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
             "burst_requests": plan.burst,
             "idle_pairs": plan.pairs,
             "metrics": Value::Object(all),
-            "go_peer": match &go_status {
-                Ok(()) => json!({"measured": true, "what": GO_WHAT}),
+            "pion": match &pion_status {
+                Ok(()) => json!({"measured": true, "what": PION_WHAT}),
                 Err(e) => json!({"measured": false, "reason": e}),
             },
-            "go_peer_not_measured": GO_NOT_MEASURED,
             "notes": notes,
         });
         std::fs::write(file, serde_json::to_string_pretty(&doc)? + "\n")
@@ -607,15 +693,13 @@ pub async fn run(args: BenchArgs) -> Result<(), CliError> {
     }
 }
 
-const GO_WHAT: &str = "our offerer against relay-go-peer (pion 3.1.56) answering and echoing; \
-                       its Ready is when its `ready` line reached us";
-const GO_NOT_MEASURED: &str = "against the Go peer: RTP throughput, CPU and memory (it is a test \
-                               peer: RTP only on a millisecond timer, one process per peer), and \
-                               no pion-to-pion pair";
+const PION_WHAT: &str = "relay-go-peer -bench: pion 3.1.56 relay peer to pion relay peer (ion-sfu's \
+                         relay behaviour), both in its own process, same sizes and methods, run \
+                         right after ours";
 
-fn print_table(metrics: &[Metric], plan: &Plan, quick: bool, go_missing: Option<&String>) {
+fn print_table(metrics: &[Metric], plan: &Plan, quick: bool, pion_missing: Option<&String>) {
     println!(
-        "relay bench{}: loopback, both peers in this process, {}-byte RTP payloads, window {}",
+        "relay bench{}: loopback, both peers in one process, {}-byte RTP payloads, window {}",
         if quick {
             " --quick (rough numbers)"
         } else {
@@ -626,7 +710,13 @@ fn print_table(metrics: &[Metric], plan: &Plan, quick: bool, go_missing: Option<
     );
     println!();
     let header = [
-        "metric", "unit", "ours", "target", "verdict", "ours->Go", "pion ref",
+        "metric",
+        "unit",
+        "ours",
+        "pion",
+        "ours/pion",
+        "target",
+        "verdict",
     ];
     let rows: Vec<[String; 7]> = metrics
         .iter()
@@ -635,10 +725,10 @@ fn print_table(metrics: &[Metric], plan: &Plan, quick: bool, go_missing: Option<
                 m.label.to_string(),
                 m.unit.to_string(),
                 m.value.as_ref().map_or("-".into(), |v| number(*v)),
+                m.pion.map_or("-".into(), number),
+                m.ratio().map_or("-".into(), |r| format!("{r:.2}")),
                 m.target_text(),
                 m.verdict_text(),
-                m.go.map_or("-".into(), number),
-                m.pion.map_or("-".into(), number),
             ]
         })
         .collect();
@@ -653,7 +743,7 @@ fn print_table(metrics: &[Metric], plan: &Plan, quick: bool, go_missing: Option<
         for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
             let pad = w - cell.chars().count();
             // Text left, numbers right.
-            if (2..=2).contains(&i) || i >= 5 {
+            if (2..=4).contains(&i) {
                 out.push_str(&" ".repeat(pad));
                 out.push_str(cell);
             } else {
@@ -672,12 +762,8 @@ fn print_table(metrics: &[Metric], plan: &Plan, quick: bool, go_missing: Option<
     println!(
         "  MISSED xF: F times worse than the target (value/target, or target/value for rates)."
     );
-    println!(
-        "  pion ref: the pion/Go relay's figures quoted in the issue (2 cores, loopback), not this run."
-    );
-    match go_missing {
-        None => println!("  ours->Go: {GO_WHAT}."),
-        Some(reason) => println!("  Go peer: not measured: {reason}."),
+    match pion_missing {
+        None => println!("  pion: {PION_WHAT}."),
+        Some(reason) => println!("  pion: not measured: {reason}; targets are the absolute ones."),
     }
-    println!("  Not measured: {GO_NOT_MEASURED}.");
 }

@@ -17,17 +17,18 @@ const METRICS: &[&str] = &[
     "rtp_lossless_packets_per_s",
     "rtp_lossless_mbit_per_s",
     "rtp_ratio_to_udp_limit",
-    "rtp_cpu_s_per_100k_packets",
     "rtp_cpu_us_per_packet",
     "rss_kib_per_idle_pair",
 ];
 
-/// Metrics the Go peer is measured on when it is there.
-const GO_METRICS: &[&str] = &[
+/// Metrics pion is measured on when the Go peer is built.
+const PION_METRICS: &[&str] = &[
     "ready_both_median_ms",
     "request_rtt_median_us",
-    "request_rtt_p99_us",
     "requests_per_s_64_in_flight",
+    "rtp_lossless_packets_per_s",
+    "rtp_cpu_us_per_packet",
+    "rss_kib_per_idle_pair",
 ];
 
 #[test]
@@ -72,16 +73,27 @@ fn quick_bench_reports_every_metric() {
             "{key}: {m}"
         );
     }
-    // The Go peer: measured (then with numbers) or not, with the reason.
-    let go = &doc["go_peer"];
-    if go["measured"] == true {
-        for key in GO_METRICS {
-            let v = metrics[*key]["go_peer"].as_f64();
-            assert!(v.is_some_and(|v| v > 0.0), "{key} against Go: {v:?}");
+    // The search always ends with a confirmed rate, and says how many
+    // step-downs it took.
+    assert!(
+        metrics["rtp_confirmation_steps"]["value"]
+            .as_f64()
+            .is_some_and(|s| s >= 0.0),
+        "{}",
+        metrics["rtp_confirmation_steps"]
+    );
+    // pion: measured in the same run (then with numbers and ratios) or not,
+    // with the reason.
+    let pion = &doc["pion"];
+    if pion["measured"] == true {
+        for key in PION_METRICS {
+            let v = metrics[*key]["pion"].as_f64();
+            assert!(v.is_some_and(|v| v > 0.0), "{key}: pion {v:?}");
+            assert!(metrics[*key]["ratio_to_pion"].as_f64().is_some(), "{key}");
         }
     } else {
-        assert!(go["reason"].is_string(), "{go}");
-        assert!(stdout.contains("Go peer: not measured"), "{stdout}");
+        assert!(pion["reason"].is_string(), "{pion}");
+        assert!(stdout.contains("pion: not measured"), "{stdout}");
     }
     let _ = std::fs::remove_file(&json);
 }

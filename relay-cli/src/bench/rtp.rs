@@ -233,15 +233,21 @@ impl Link {
 pub struct Throughput {
     /// Every paced run, in order.
     pub trials: Vec<Trial>,
-    /// The confirmation run at the highest passing rate (a full window);
-    /// `None` when no rate, down to the lowest tried, passed.
+    /// The confirmation run at the highest rate that held a full window;
+    /// `None` only when not even [`FLOOR`] packets/s did.
     pub best: Option<Trial>,
+    /// Confirmations that failed before one held (each 10 % lower).
+    pub steps: usize,
 }
+
+/// The lowest rate the search tries before it gives up.
+pub const FLOOR: f64 = 100.0;
 
 /// Rates go up by half until one loses more than [`MAX_LOSS`] over a
 /// `probe` window (or `ceiling` is passed), then a bisection narrows it to
 /// 5 %, then the highest passing rate is confirmed over `window`; a failed
-/// confirmation steps down by 10 % (at most three times).
+/// confirmation steps down by 10 % and confirms again, until a window holds
+/// (or the rate falls under [`FLOOR`]).
 pub async fn search(
     link: &mut Link,
     start: f64,
@@ -265,7 +271,7 @@ pub async fn search(
             rate *= 1.5;
         } else {
             fail = rate;
-            if pass > 0.0 || rate < 500.0 {
+            if pass > 0.0 || rate < FLOOR * 2.0 {
                 break;
             }
             rate /= 2.0;
@@ -282,20 +288,25 @@ pub async fn search(
             fail = rate;
         }
     }
-    // Confirm over the full window.
-    let mut best = None;
-    let mut rate = pass;
-    for _ in 0..4 {
-        if rate <= 0.0 {
-            break;
-        }
+    // Confirm over the full window, stepping down until one holds.
+    let mut rate = if pass > 0.0 { pass } else { FLOOR };
+    let mut steps = 0;
+    while rate >= FLOOR {
         let t = link.trial(rate, window).await?;
         trials.push(t);
         if t.passed() {
-            best = Some(t);
-            break;
+            return Ok(Throughput {
+                trials,
+                best: Some(t),
+                steps,
+            });
         }
+        steps += 1;
         rate *= 0.9;
     }
-    Ok(Throughput { trials, best })
+    Ok(Throughput {
+        trials,
+        best: None,
+        steps,
+    })
 }

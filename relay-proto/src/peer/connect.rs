@@ -140,24 +140,27 @@ impl Peer {
             // would then take it over and end the relay. Hold stream 1 with
             // a pre-negotiated channel (no DCEP is sent for it) so the
             // signalling channel lands on stream 3.
-            let held = self.mutate(|rtc| {
-                rtc.direct_api().create_data_channel(ChannelConfig {
-                    label: String::new(),
-                    ordered: true,
-                    reliability: RtcReliability::Reliable,
-                    negotiated: Some(GO_COUNTER_STREAM),
-                    protocol: String::new(),
-                })
+            // Known before the drain, which may already report it open.
+            let held = self.rtc.direct_api().create_data_channel(ChannelConfig {
+                label: String::new(),
+                ordered: true,
+                reliability: RtcReliability::Reliable,
+                negotiated: Some(GO_COUNTER_STREAM),
+                protocol: String::new(),
             });
             self.channels.set_placeholder(held);
+            self.drain();
         }
         // The offerer opens the signalling channel in band (A.3), or both
         // ends declare it on a fixed stream with fast setup.
-        let id = self.mutate(|rtc| {
-            rtc.direct_api()
-                .create_data_channel(signal_channel_config(fast))
-        });
+        // Known before the drain: a pre-negotiated channel may be reported
+        // open in it.
+        let id = self
+            .rtc
+            .direct_api()
+            .create_data_channel(signal_channel_config(fast));
         self.signal_channel = Some(id);
+        self.drain();
         info!(peer = %self.meta.peer_id, extensions = ours_both, "answer accepted");
         Ok(())
     }
@@ -227,11 +230,12 @@ impl Peer {
             Some(snap) => {
                 self.mutate(|rtc| rtc.direct_api().start_sctp_with_snap(false, snap))
                     .map_err(|e| Error::UnusableSignal(format!("SCTP init data: {e}")))?;
-                let id = self.mutate(|rtc| {
-                    rtc.direct_api()
-                        .create_data_channel(signal_channel_config(true))
-                });
+                let id = self
+                    .rtc
+                    .direct_api()
+                    .create_data_channel(signal_channel_config(true));
                 self.signal_channel = Some(id);
+                self.drain();
             }
             None => self.mutate(|rtc| rtc.direct_api().start_sctp(sctp_client)),
         }
