@@ -69,6 +69,32 @@ impl BenchArgs {
 
 const SKIPPED: &str = "skipped (--only)";
 
+/// The heap profile of a `dhat-heap` build, written when the idle pairs of
+/// the memory part are all connected (see `pairs::memory`).
+#[cfg(feature = "dhat-heap")]
+static HEAP_PROFILE: std::sync::Mutex<Option<dhat::Profiler>> = std::sync::Mutex::new(None);
+
+/// Starts recording every allocation (`dhat-heap` builds).
+#[cfg(feature = "dhat-heap")]
+pub fn start_heap_profile() {
+    let profiler = dhat::Profiler::builder()
+        .file_name(std::env::var("RELAY_DHAT_FILE").unwrap_or_else(|_| "dhat-heap.json".into()))
+        .build();
+    *HEAP_PROFILE.lock().unwrap_or_else(|e| e.into_inner()) = Some(profiler);
+}
+
+/// Writes the heap profile now: what is live is what the idle pairs hold
+/// (plus the process's own). A no-op without `dhat-heap`.
+pub fn write_heap_profile() {
+    #[cfg(feature = "dhat-heap")]
+    drop(
+        HEAP_PROFILE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(),
+    );
+}
+
 /// RTP payload and plain-UDP datagram size, as the issue asks.
 const PAYLOAD: usize = 1_200;
 /// Requests in flight for the rate.

@@ -120,8 +120,15 @@ pub struct OfferArgs {
     pub pt: u8,
 }
 
+/// Every allocation goes through dhat in a heap-profiling build.
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    #[cfg(feature = "dhat-heap")]
+    bench::start_heap_profile();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()

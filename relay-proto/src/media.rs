@@ -281,6 +281,27 @@ impl RtpOut {
         }
     }
 
+    /// A packet whose payload is already shared (str0m hands received
+    /// payloads out as `Arc<[u8]>`, as an SFU's browser side does): written
+    /// without a copy.
+    pub fn from_shared(
+        payload_type: u8,
+        sequence_number: u16,
+        timestamp: u32,
+        marker: bool,
+        payload: Arc<[u8]>,
+    ) -> Self {
+        let mut out = RtpOut::new(
+            payload_type,
+            sequence_number,
+            timestamp,
+            marker,
+            Bytes::from_owner(payload.clone()),
+        );
+        out.shared = SharedPayload(Some(payload));
+        out
+    }
+
     /// The same packet, to write on a track of another peer: payload type,
     /// sequence number, timestamp, marker, layer, header extensions and
     /// payload as received. The payload is not copied (as long as
@@ -358,6 +379,17 @@ pub struct RtpIn {
     pub received: Instant,
     /// str0m's buffer behind `payload`.
     pub(crate) shared: SharedPayload,
+}
+
+impl RtpIn {
+    /// The payload as an `Arc<[u8]>` (what str0m writes, to browsers say):
+    /// the buffer it was received in, not a copy.
+    pub fn shared_payload(&self) -> Arc<[u8]> {
+        match &self.shared.0 {
+            Some(shared) => shared.clone(),
+            None => Arc::from(&self.payload[..]),
+        }
+    }
 }
 
 /// str0m's buffer behind a received payload, carried along so that
@@ -441,4 +473,27 @@ pub struct TrackStats {
     /// [`Config::max_datagram_size`](crate::Config::max_datagram_size)
     /// (sending side).
     pub refused_too_large: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A shared payload reaches str0m as the very buffer it came in (what
+    /// `RtpOut::forward` and `RtpOut::from_shared` carry); a payload changed
+    /// on the way, or a plain `Bytes`, is copied instead.
+    #[test]
+    fn shared_payloads_are_not_copied() {
+        let buf: Arc<[u8]> = Arc::from(&b"payload"[..]);
+        let shared = RtpOut::from_shared(96, 1, 0, false, buf.clone());
+        assert_eq!(&shared.payload[..], b"payload");
+        assert!(Arc::ptr_eq(&shared.clone().into_shared_payload(), &buf));
+        let mut changed = shared;
+        changed.payload = Bytes::from_static(b"other");
+        let copied = changed.into_shared_payload();
+        assert!(!Arc::ptr_eq(&copied, &buf));
+        assert_eq!(&copied[..], b"other");
+        let plain = RtpOut::new(96, 1, 0, false, Bytes::from_static(b"p"));
+        assert_eq!(&plain.into_shared_payload()[..], b"p");
+    }
 }

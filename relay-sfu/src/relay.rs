@@ -135,8 +135,14 @@ async fn forward(peer: Peer, track: Arc<Track>) {
         tokio::select! {
             packet = packets.recv() => match packet {
                 Ok(p) => {
-                    let payload = Bytes::copy_from_slice(&p.payload);
-                    let out = RtpOut::new(pt, p.seq as u16, p.timestamp, p.marker, payload);
+                    // The browser's buffer itself: no copy on the way.
+                    let out = RtpOut::from_shared(
+                        pt,
+                        p.seq as u16,
+                        p.timestamp,
+                        p.marker,
+                        p.payload.clone(),
+                    );
                     // A full queue drops the packet, as a congested link would.
                     if let Err(e) = local.try_write_rtp(out) {
                         tracing::debug!("relay write failed: {e}");
@@ -213,7 +219,7 @@ async fn ingest(session: Arc<Session>, remote: RemoteTrack) {
                         seq: p.extended_sequence_number,
                         timestamp: p.timestamp,
                         marker: p.marker,
-                        payload: Arc::from(&p.payload[..]),
+                        payload: p.shared_payload(),
                         received: p.received,
                     }));
                 }

@@ -193,6 +193,7 @@ pub async fn memory(pairs: usize, idle: Duration) -> Result<Memory, CliError> {
     }
     tokio::time::sleep(idle).await;
     let after = sys::rss_kib().ok_or("cannot read VmRSS from /proc/self/status")?;
+    super::write_heap_profile();
     for pair in live {
         pair.close().await;
     }
