@@ -10,7 +10,7 @@
 
 mod bench;
 mod demo;
-mod http;
+
 mod media;
 mod peers;
 mod report;

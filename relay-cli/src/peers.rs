@@ -11,7 +11,7 @@ use relay_tokio::{Config, Error, Event, Peer, PeerMeta};
 use tokio::net::TcpListener;
 
 use crate::report::{Spread, human};
-use crate::{AnswerArgs, CliError, OfferArgs, http, media};
+use crate::{AnswerArgs, CliError, OfferArgs, media};
 
 fn bound(ip: std::net::IpAddr) -> Config {
     Config::bind(vec![SocketAddr::new(ip, 0)])
@@ -34,7 +34,7 @@ pub async fn answer(args: AnswerArgs) -> Result<(), CliError> {
         sdp_dir: args.sdp_dir.clone(),
         next: Default::default(),
     });
-    let server = http::serve(listener, args.token.clone(), move |meta, offer| {
+    let server = relay_http::serve(listener, args.token.clone(), move |meta, offer| {
         let live = live.clone();
         let sink = sink.clone();
         async move {
@@ -153,7 +153,7 @@ pub async fn offer(args: OfferArgs) -> Result<(), CliError> {
     let started = Instant::now();
     let (url, token) = (args.signal.clone(), args.token.clone());
     let signal = move |meta: PeerMeta, offer: Vec<u8>| async move {
-        http::post_offer(&url, &meta, offer, token.as_deref()).await
+        relay_http::post_offer(&url, &meta, offer, token.as_deref()).await
     };
     match peer.offer(signal).await {
         Ok(()) => {}

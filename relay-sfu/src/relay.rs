@@ -67,7 +67,7 @@ async fn run_outbound(
     notices: &mut broadcast::Receiver<Notice>,
 ) -> Result<(), Error> {
     let peer = Peer::new(meta, relay_config(ip)).await?;
-    peer.offer(|meta, offer| crate::http::post_offer(url.to_string(), meta, offer))
+    peer.offer(|meta, offer| async move { relay_http::post_offer(url, &meta, offer, None).await })
         .await?;
     tracing::info!(session = %session.name, %url, "relay ready");
     // Track id -> the task forwarding it (it owns the relay's LocalTrack:

@@ -1,6 +1,15 @@
-//! HTTP signalling (PROTOCOL.md A.5): `POST <url>?peer_id=P&session_id=S`
+//! `relay-http`: HTTP signalling for relay peers (PROTOCOL.md A.5), the
+//! convention the `relay` command and relay-sfu speak, and anything that
+//! wants to interoperate with them: `POST <url>?peer_id=P&session_id=S`
 //! with the offer as the body; `200` with the answer, or `4xx`/`5xx` with a
 //! one-line reason.
+//!
+//! - [`post_offer`] is the client: the signal function of an offering peer.
+//! - [`answer`] handles one request on the answering side (bearer token,
+//!   query, body limit), for a server of one's own; [`serve`] is a whole
+//!   server of `POST /relay` on a listener.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -13,12 +22,12 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
-use relay_tokio::PeerMeta;
+use relay_proto::PeerMeta;
 use tokio::net::{TcpListener, TcpStream};
 
 /// Largest offer or answer body accepted (the core refuses signals over
 /// 64 KiB anyway).
-const MAX_BODY: usize = 64 * 1024;
+pub const MAX_BODY: usize = 64 * 1024;
 
 /// Why the signal round trip failed, in words a person can act on.
 #[derive(Debug)]
@@ -46,7 +55,8 @@ impl std::fmt::Display for SignalError {
 
 impl std::error::Error for SignalError {}
 
-/// Posts an offer and returns the answer body.
+/// Posts an offer to `url` (whose own query, if any, is kept) with the
+/// peer's meta in the query, and returns the answer body.
 pub async fn post_offer(
     url: &str,
     meta: &PeerMeta,
@@ -113,11 +123,15 @@ pub async fn post_offer(
     Ok(body.to_vec())
 }
 
-/// What the answering side decides for one offer.
+/// What the answering side decides for one offer: the answer, or a status
+/// with a one-line reason.
 pub type Answered = Result<Vec<u8>, (StatusCode, String)>;
 
-/// Serves `POST /relay` on `listener`: each offer goes to `answer` with the
-/// peer's meta, after the bearer-token check.
+/// The response type of [`answer`].
+pub type Reply = Response<Full<Bytes>>;
+
+/// Serves `POST /relay` on `listener` until the task is dropped: each offer
+/// goes to `answer` with the peer's meta, after the checks of [`answer`].
 pub async fn serve<F, Fut>(listener: TcpListener, token: Option<String>, answer: F)
 where
     F: Fn(PeerMeta, Vec<u8>) -> Fut + Send + Sync + 'static,
@@ -155,25 +169,40 @@ async fn handle<F, Fut>(
     req: Request<Incoming>,
     from: SocketAddr,
     token: &Option<String>,
-    answer: &F,
-) -> Response<Full<Bytes>>
+    answer_with: &F,
+) -> Reply
 where
     F: Fn(PeerMeta, Vec<u8>) -> Fut,
     Fut: Future<Output = Answered>,
 {
-    let reply = |status: StatusCode, body: String| {
-        Response::builder()
-            .status(status)
-            .header("content-type", "text/plain")
-            .body(Full::new(Bytes::from(body + "\n")))
-            .unwrap_or_default()
-    };
     if req.uri().path() != "/relay" {
-        return reply(
+        return text(
             StatusCode::NOT_FOUND,
             "not found: offers go to POST /relay".into(),
         );
     }
+    tracing::debug!(%from, "relay offer");
+    answer(req, token.as_deref(), answer_with).await
+}
+
+fn text(status: StatusCode, body: String) -> Reply {
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/plain")
+        .body(Full::new(Bytes::from(body + "\n")))
+        .unwrap_or_default()
+}
+
+/// Answers one A.5 request, whatever its path: checks the method, the
+/// bearer token (when `token` is set), the `peer_id` and `session_id`
+/// query parameters and the body size, then hands the meta and the offer
+/// to `answer_with`, whose answer (or refusal) becomes the response.
+pub async fn answer<F, Fut>(req: Request<Incoming>, token: Option<&str>, answer_with: F) -> Reply
+where
+    F: FnOnce(PeerMeta, Vec<u8>) -> Fut,
+    Fut: Future<Output = Answered>,
+{
+    let reply = text;
     if req.method() != Method::POST {
         return reply(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -186,7 +215,7 @@ where
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(expected.as_str()) {
+        if given != Some(expected) {
             return reply(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized: missing or wrong bearer token".into(),
@@ -210,8 +239,8 @@ where
             );
         }
     };
-    tracing::debug!(%from, peer = %meta.peer_id, "offer received");
-    match answer(meta, body.to_vec()).await {
+    tracing::debug!(peer = %meta.peer_id, session = %meta.session_id, "offer received");
+    match answer_with(meta, body.to_vec()).await {
         Ok(answer) => Response::builder()
             .status(StatusCode::OK)
             .header("content-type", "application/json")
