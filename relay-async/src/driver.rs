@@ -237,6 +237,8 @@ pub(crate) struct Driver {
     pub(crate) remote_tracks: HashMap<TrackId, RemoteSlot>,
     pub(crate) closed: bool,
     pub(crate) started: bool,
+    /// The core's largest datagram, for the track handles' size check.
+    pub(crate) max_datagram: usize,
 }
 
 impl Future for Driver {
@@ -520,6 +522,7 @@ impl Driver {
                     meta: meta.clone(),
                     codec: codec.clone(),
                     layers: options.simulcast.clone(),
+                    payload_limit: None,
                 };
                 match self.core.add_track_with(now, meta, codec, options) {
                     Ok(id) => {
@@ -678,9 +681,13 @@ impl Driver {
                 Error::Peer(relay_proto::Error::Channel(error.clone()))
             }),
             CoreEvent::TrackAdded(id) => {
-                let Some(pending) = self.pending_tracks.remove(&id) else {
+                let Some(mut pending) = self.pending_tracks.remove(&id) else {
                     return;
                 };
+                pending.parts.payload_limit = self
+                    .core
+                    .track_payload_limit(id)
+                    .map(|l| (l, self.max_datagram));
                 let (tx, rx) = queue::queue(KEYFRAME_QUEUE);
                 self.local_tracks.insert(id, tx);
                 let handle = LocalTrack::new(

@@ -71,6 +71,8 @@
 //!   [`Peer::on_close`]) or as a stream ([`Peer::events`]): one or the
 //!   other.
 //! - [`Endpoint`]: sockets many peers share (see its limit).
+//! - [`PeerSet`]: the peers a server keeps, to close them all at once when
+//!   it shuts down (each remote then learns at once).
 //!
 //! # Tracks
 //!
@@ -180,6 +182,7 @@ mod peer;
 mod queue;
 mod request;
 pub mod runtime;
+mod set;
 mod socket;
 mod track;
 
@@ -200,4 +203,5 @@ pub use runtime::Runtime;
 pub use runtime::Smol;
 #[cfg(feature = "tokio")]
 pub use runtime::Tokio;
+pub use set::PeerSet;
 pub use track::{KeyframeRequest, LocalTrack, RemoteTrack};

@@ -104,6 +104,11 @@ pub struct Stats {
     /// RTP packets [`LocalTrack::write_rtp`] took that the core then
     /// refused (logged at debug level).
     pub rtp_writes_failed: u64,
+    /// RTP packets [`LocalTrack::write_rtp`] refused at once because their
+    /// datagram would exceed the peer's largest
+    /// ([`relay_proto::Config::max_datagram_size`]); they never reach the
+    /// network.
+    pub rtp_refused_too_large: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -127,6 +132,7 @@ pub(crate) struct Shared {
     rtp_dropped: AtomicU64,
     keyframes_dropped: AtomicU64,
     rtp_writes_failed: AtomicU64,
+    rtp_too_large: AtomicU64,
 }
 
 impl Shared {
@@ -143,6 +149,7 @@ impl Shared {
             rtp_dropped: AtomicU64::new(0),
             keyframes_dropped: AtomicU64::new(0),
             rtp_writes_failed: AtomicU64::new(0),
+            rtp_too_large: AtomicU64::new(0),
         }
     }
 
@@ -222,11 +229,15 @@ impl Shared {
     pub(crate) fn count_keyframe_drop(&self) {
         self.keyframes_dropped.fetch_add(1, Ordering::Relaxed);
     }
+    pub(crate) fn count_rtp_too_large(&self) {
+        self.rtp_too_large.fetch_add(1, Ordering::Relaxed);
+    }
     pub(crate) fn count_rtp_write_failure(&self) {
         self.rtp_writes_failed.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn stats(&self, core: relay_proto::Stats) -> Stats {
+        let core_too_large = core.rtp_refused_too_large;
         Stats {
             core,
             events_dropped: self.events_dropped.load(Ordering::Relaxed),
@@ -236,6 +247,7 @@ impl Shared {
             rtp_packets_dropped: self.rtp_dropped.load(Ordering::Relaxed),
             keyframe_requests_dropped: self.keyframes_dropped.load(Ordering::Relaxed),
             rtp_writes_failed: self.rtp_writes_failed.load(Ordering::Relaxed),
+            rtp_refused_too_large: self.rtp_too_large.load(Ordering::Relaxed) + core_too_large,
         }
     }
 }
@@ -407,6 +419,7 @@ fn start<R>(
         core_config.dtls_cert = endpoint_cert.or_else(process_certificate);
     }
     let now = runtime.now();
+    let max_datagram = core_config.max_datagram_size;
     let mut core = relay_proto::Peer::new(meta.clone(), core_config, now)?;
     let shared = Arc::new(Shared::new());
     let io = match place {
@@ -493,6 +506,7 @@ fn start<R>(
         remote_tracks: Default::default(),
         closed: false,
         started: false,
+        max_datagram,
     };
     runtime.spawn(Box::pin(driver.instrument(span)));
     let peer = Peer {

@@ -41,6 +41,7 @@ pub struct LocalTrack {
     control: Tx<Control>,
     shared: Arc<Shared>,
     removed: AtomicBool,
+    payload_limit: Option<(usize, usize)>,
 }
 
 impl std::fmt::Debug for LocalTrack {
@@ -59,6 +60,9 @@ pub(crate) struct LocalParts {
     pub(crate) meta: TrackMeta,
     pub(crate) codec: TrackCodec,
     pub(crate) layers: Vec<String>,
+    /// The largest payload the core takes ([`relay_proto::Peer::track_payload_limit`]),
+    /// and the largest datagram it stands for.
+    pub(crate) payload_limit: Option<(usize, usize)>,
 }
 
 impl LocalTrack {
@@ -80,6 +84,7 @@ impl LocalTrack {
             control,
             shared,
             removed: AtomicBool::new(false),
+            payload_limit: parts.payload_limit,
         }
     }
 
@@ -125,7 +130,26 @@ impl LocalTrack {
         if usize::from(packet.layer) >= self.layers.len().max(1) {
             return Err(relay_proto::Error::UnknownLayer(packet.layer).into());
         }
+        if let Some((limit, datagram)) = self.payload_limit
+            && packet.payload.len() > limit
+        {
+            self.shared.count_rtp_too_large();
+            return Err(relay_proto::Error::PacketTooLarge {
+                len: packet.payload.len() + (datagram - limit),
+                limit: datagram,
+            }
+            .into());
+        }
         Ok(())
+    }
+
+    /// The largest payload [`LocalTrack::write_rtp`] takes (for a packet of
+    /// the track's own type without header-extension values): the peer's
+    /// largest datagram less the headers and the SRTP tag. A larger one is
+    /// refused with [`relay_proto::Error::PacketTooLarge`] and counted in
+    /// [`Stats::rtp_refused_too_large`](crate::Stats::rtp_refused_too_large).
+    pub fn payload_limit(&self) -> Option<usize> {
+        self.payload_limit.map(|(limit, _)| limit)
     }
 
     /// Writes one RTP packet, as forwarded from its origin (payload type,

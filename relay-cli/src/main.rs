@@ -164,5 +164,33 @@ fn main() -> ExitCode {
     }
 }
 
+/// How long a command waits, on SIGINT or SIGTERM, for its peers to close.
+pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
+
+/// SIGINT (Ctrl-C) and SIGTERM, caught from the moment this is made (a
+/// signal before would end the process without its goodbyes).
+pub struct Shutdown {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Shutdown {
+    pub fn catch() -> Result<Shutdown, CliError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Shutdown {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Completes on the next signal, naming it.
+    pub async fn signalled(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "interrupted",
+            _ = self.terminate.recv() => "terminated",
+        }
+    }
+}
+
 /// Errors of a command, already worded for the person running it.
 pub type CliError = Box<dyn std::error::Error + Send + Sync>;

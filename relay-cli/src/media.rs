@@ -175,6 +175,7 @@ pub async fn rtp_in(
     });
     let counter = packets.clone();
     tokio::spawn(async move {
+        let mut warned = false;
         let mut buf = vec![0u8; 2048];
         while let Ok((n, from)) = rtp_sock.recv_from(&mut buf).await {
             let Some(p) = rtp::parse_rtp(&buf[..n]) else {
@@ -197,10 +198,24 @@ pub async fn rtp_in(
                 p.marker,
                 Bytes::copy_from_slice(p.payload),
             );
-            if track.write_rtp(out).await.is_err() {
-                break;
+            match track.write_rtp(out).await {
+                Ok(()) => {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(relay_tokio::Error::Peer(
+                    e @ relay_tokio::relay_proto::Error::PacketTooLarge { .. },
+                )) => {
+                    // Once: the source keeps sending them.
+                    if !warned {
+                        warned = true;
+                        eprintln!(
+                            "warning: {n}-byte RTP packets from {from} do not fit: {e}; \
+                             more like it are dropped and counted"
+                        );
+                    }
+                }
+                Err(_) => break,
             }
-            counter.fetch_add(1, Ordering::Relaxed);
         }
     });
     Ok(packets)

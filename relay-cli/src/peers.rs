@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::StatusCode;
-use relay_tokio::{Config, Error, Event, Peer, PeerMeta};
+use relay_tokio::{Config, Error, Event, Peer, PeerMeta, PeerSet};
 use tokio::net::TcpListener;
 
 use crate::report::{Spread, human};
@@ -19,6 +19,7 @@ fn bound(ip: std::net::IpAddr) -> Config {
 
 /// `relay answer`: serve offers until interrupted.
 pub async fn answer(args: AnswerArgs) -> Result<(), CliError> {
+    let mut shutdown = crate::Shutdown::catch()?;
     let listener = TcpListener::bind(args.listen).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
             format!("cannot listen on {}: port in use", args.listen)
@@ -28,6 +29,8 @@ pub async fn answer(args: AnswerArgs) -> Result<(), CliError> {
     })?;
     println!("relay answer: POST offers to http://{}/relay", args.listen);
     let live = Arc::new(AtomicUsize::new(0));
+    let peers = PeerSet::new();
+    let kept = peers.clone();
     let (echo, max_peers, bind) = (args.echo, args.max_peers, args.bind);
     let sink = args.rtp_out.map(|target| media::RtpOutSink {
         target,
@@ -37,6 +40,7 @@ pub async fn answer(args: AnswerArgs) -> Result<(), CliError> {
     let server = relay_http::serve(listener, args.token.clone(), move |meta, offer| {
         let live = live.clone();
         let sink = sink.clone();
+        let kept = kept.clone();
         async move {
             if live.load(Ordering::SeqCst) >= max_peers {
                 return Err((
@@ -58,14 +62,17 @@ pub async fn answer(args: AnswerArgs) -> Result<(), CliError> {
                 }
             };
             live.fetch_add(1, Ordering::SeqCst);
+            kept.insert(&peer);
             tokio::spawn(watch(peer, meta, echo, live, sink));
             Ok(answer)
         }
     });
     tokio::select! {
         _ = server => Ok(()),
-        _ = tokio::signal::ctrl_c() => {
-            println!("interrupted");
+        signal = shutdown.signalled() => {
+            let open = peers.len();
+            let closed = peers.close_all(crate::SHUTDOWN_WAIT).await;
+            println!("{signal}: closed {closed} of {open} relay peers");
             Ok(())
         }
     }
@@ -146,6 +153,7 @@ async fn watch(
 
 /// `relay offer`: connect, fire requests, report.
 pub async fn offer(args: OfferArgs) -> Result<(), CliError> {
+    let mut shutdown = crate::Shutdown::catch()?;
     let meta = PeerMeta::new(args.peer_id.clone(), args.session_id.clone());
     let mut config = bound(args.bind);
     config.core.connect_timeout = Duration::from_secs(args.ready_timeout.max(1));
@@ -224,9 +232,10 @@ pub async fn offer(args: OfferArgs) -> Result<(), CliError> {
                     println!("closed: {reason}");
                     break;
                 }
-                _ = tokio::signal::ctrl_c() => {
-                    println!("interrupted");
-                    break;
+                signal = shutdown.signalled() => {
+                    let _ = tokio::time::timeout(crate::SHUTDOWN_WAIT, peer.close()).await;
+                    println!("{signal}: closed");
+                    return Ok(());
                 }
                 _ = tick.tick() => {
                     if let Some(n) = &relayed {

@@ -298,3 +298,185 @@ fn a_keyframe_request_reaches_the_rtp_source_as_pli() {
     assert_eq!((pli[0] & 0x1f, pli[1]), (1, 206), "{pli:?}");
     assert_eq!(u32::from_be_bytes(pli[8..12].try_into().unwrap()), ssrc);
 }
+
+/// A `relay` process whose stdout lines arrive, stamped, on a channel.
+struct Lines {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<(Instant, String)>,
+}
+
+impl Lines {
+    fn start(args: &[&str]) -> Lines {
+        let mut child = relay()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("relay starts");
+        let (tx, lines) = std::sync::mpsc::channel();
+        fn forward(
+            from: impl std::io::Read + Send + 'static,
+            tx: std::sync::mpsc::Sender<(Instant, String)>,
+        ) {
+            std::thread::spawn(move || {
+                for line in BufReader::new(from).lines() {
+                    let Ok(line) = line else { break };
+                    println!("  {line}");
+                    if tx.send((Instant::now(), line)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        forward(child.stdout.take().unwrap(), tx.clone());
+        forward(child.stderr.take().unwrap(), tx);
+        Lines { child, lines }
+    }
+
+    /// The first line containing `what` within `secs`, with its time.
+    fn wait_for(&self, what: &str, secs: u64) -> Instant {
+        let until = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok((at, line)) if line.contains(what) => return at,
+                Ok(_) => {}
+                Err(_) => panic!("no line with {what:?} within {secs} s"),
+            }
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill -{name}");
+    }
+
+    /// Waits for the process to end (at most `secs`); its exit code.
+    fn exit_code(&mut self, secs: u64) -> Option<i32> {
+        let until = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            assert!(Instant::now() < until, "still running after {secs} s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Lines {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A pair of processes: `relay answer` and `relay offer --stay`, connected.
+fn connected_pair() -> (Lines, Lines) {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let answerer = Lines::start(&["answer", "--listen", &listen, "--echo"]);
+    answerer.wait_for("POST offers to", 10);
+    let url = format!("http://{listen}/relay");
+    let offerer = Lines::start(&["offer", "--signal", &url, "--requests", "0", "--stay"]);
+    offerer.wait_for("ready after", 15);
+    answerer.wait_for("ready", 5);
+    (answerer, offerer)
+}
+
+/// A remote killed outright (no goodbye) is noticed within the grace of 5 s
+/// plus one check interval.
+#[test]
+fn a_killed_remote_is_noticed_within_seven_seconds() {
+    let (mut answerer, mut offerer) = connected_pair();
+    let killed = Instant::now();
+    answerer.signal("KILL");
+    let _ = answerer.exit_code(5);
+    let closed = offerer.wait_for("closed: remote unreachable", 12);
+    let after = closed.duration_since(killed);
+    println!("the offerer noticed after {after:?}");
+    assert!(after <= Duration::from_secs(7), "{after:?}");
+    assert_eq!(offerer.exit_code(5), Some(0));
+}
+
+/// SIGTERM (and SIGINT) close every peer: the remote sees "closed by
+/// remote" at once, and the process exits 0 within its one-second wait.
+#[test]
+fn a_terminated_answerer_closes_its_peers_first() {
+    let (mut answerer, offerer) = connected_pair();
+    let sent = Instant::now();
+    answerer.signal("TERM");
+    answerer.wait_for("terminated: closed 1 of 1 relay peers", 3);
+    assert_eq!(answerer.exit_code(3), Some(0));
+    let seen = offerer.wait_for("closed: closed by remote", 3);
+    let after = seen.duration_since(sent);
+    println!("the offerer saw the close after {after:?}");
+    assert!(after <= Duration::from_millis(1500), "{after:?}");
+}
+
+#[test]
+fn an_interrupted_offerer_closes_its_peer_first() {
+    let (answerer, mut offerer) = connected_pair();
+    let sent = Instant::now();
+    offerer.signal("INT");
+    offerer.wait_for("interrupted: closed", 3);
+    assert_eq!(offerer.exit_code(3), Some(0));
+    let seen = answerer.wait_for("closed: closed by remote", 3);
+    assert!(seen.duration_since(sent) <= Duration::from_millis(1500));
+}
+
+/// `relay offer --rtp-in` refuses RTP packets too large for a pion
+/// receiver, says so once with the fix, and relays the ones that fit.
+#[test]
+fn rtp_too_large_for_the_remote_is_refused_with_the_fix() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let answerer = Lines::start(&["answer", "--listen", &listen]);
+    answerer.wait_for("POST offers to", 10);
+    let rtp_port = free_port();
+    let url = format!("http://{listen}/relay");
+    let offerer = Lines::start(&[
+        "offer",
+        "--signal",
+        &url,
+        "--requests",
+        "0",
+        "--rtp-in",
+        &rtp_port.to_string(),
+    ]);
+    offerer.wait_for("ready after", 15);
+    let source = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let packet = |seq: u16, len: usize| {
+        let mut p = vec![0u8; len];
+        p[0] = 0x80;
+        p[1] = 96;
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p[8..12].copy_from_slice(&0x1234_5678u32.to_be_bytes());
+        p
+    };
+    // ffmpeg's default: 1,472 bytes with the RTP header. Then ones that fit.
+    for seq in 0..5u16 {
+        source
+            .send_to(&packet(seq, 1472), ("127.0.0.1", rtp_port))
+            .unwrap();
+    }
+    offerer.wait_for("-pkt_size 1200", 5);
+    for seq in 5..50u16 {
+        source
+            .send_to(&packet(seq, 1200), ("127.0.0.1", rtp_port))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    offerer.wait_for("relayed 45 RTP packets", 5);
+    // Once only.
+    let warnings = offerer
+        .lines
+        .try_iter()
+        .filter(|(_, l)| l.contains("do not fit"))
+        .count();
+    assert_eq!(warnings, 0, "the warning came again");
+}

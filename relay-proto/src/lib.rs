@@ -20,18 +20,33 @@
 //!    - offering side: [`Peer::create_offer`], send the bytes (with the meta)
 //!      through your signal function, then [`Peer::accept_answer`];
 //!    - answering side: [`Peer::accept_offer`] returns the answer bytes.
-//! 3. Loop:
-//!    1. handle every [`Peer::poll_event`] ([`Event::Ready`] first, then
+//! 3. Loop, in this order:
+//!    1. send every [`Peer::poll_transmit`] datagram from its `source`;
+//!    2. handle every [`Peer::poll_event`] ([`Event::Ready`] first, then
 //!       requests, replies, channels; [`Event::Closed`] last), calling
 //!       [`Peer::emit`], [`Peer::request`], [`Peer::reply`] and the rest as
-//!       you like;
-//!    2. send every [`Peer::poll_transmit`] datagram from its `source`
-//!       (this includes what the calls of step 1 queued);
+//!       you like; if you called anything, go back to 1;
 //!    3. wait for a datagram or until [`Peer::poll_timeout`], whichever
 //!       comes first, and feed it with [`Peer::handle_datagram`] or
 //!       [`Peer::handle_timeout`].
-//! 4. Calls made from elsewhere (another part of your loop) also queue
-//!    transmits: run steps 1 and 2 after them before waiting again.
+//!
+//! What each call may change, so that you know what to poll after it:
+//!
+//! | call | may add transmits | may add events | may move the timeout |
+//! |---|---|---|---|
+//! | `handle_datagram`, `handle_timeout` | yes | yes | yes |
+//! | `emit`, `request`, `reply` | at the next poll (queued messages go to SCTP together then) | no | yes |
+//! | `create_offer`, `accept_answer`, `accept_offer` | yes | yes | yes |
+//! | `add_track`, `write_rtp`, `request_keyframe`, `remove_track` | yes | yes | yes |
+//! | `create_data_channel`, `channel_write`, `close_data_channel` | yes | yes | yes |
+//! | `cancel_request`, `close` | yes | yes (`RequestFailed`, `Closed`) | yes |
+//!
+//! `poll_transmit`, `poll_event` and `poll_timeout` take `&mut self`:
+//! messages that calls queued are handed to SCTP at the first of them, so
+//! a burst of calls leaves in as few packets as SCTP bundles them into.
+//! Nothing else happens between two inputs: when `poll_transmit` and
+//! `poll_event` both return `None`, the peer waits for a datagram or its
+//! deadline.
 //!
 //! ```no_run
 //! use std::net::UdpSocket;
@@ -51,19 +66,27 @@
 //!
 //! let mut buf = vec![0; 2000];
 //! loop {
+//!     while let Some(t) = peer.poll_transmit() {
+//!         socket.send_to(&t.contents, t.destination)?;
+//!     }
+//!     let mut called = false;
 //!     while let Some(event) = peer.poll_event() {
 //!         match event {
 //!             Event::Ready => {
 //!                 let _id = peer.request(Instant::now(), "hello", Some("hi".into()), None)?;
+//!                 called = true;
 //!             }
 //!             Event::Reply { payload, .. } => println!("reply: {payload:?}"),
-//!             Event::Request(req) => peer.reply(Instant::now(), req.id, req.payload)?,
+//!             Event::Request(req) => {
+//!                 peer.reply(Instant::now(), req.id, req.payload)?;
+//!                 called = true;
+//!             }
 //!             Event::Closed(reason) => return Ok(println!("closed: {reason}")),
 //!             _ => {}
 //!         }
 //!     }
-//!     while let Some(t) = peer.poll_transmit() {
-//!         socket.send_to(&t.contents, t.destination)?;
+//!     if called {
+//!         continue; // what the calls queued goes out first
 //!     }
 //!     let now = Instant::now();
 //!     let deadline = peer.poll_timeout().unwrap_or(now + std::time::Duration::from_secs(1));
@@ -75,6 +98,28 @@
 //! }
 //! # }
 //! ```
+//!
+//! # How the crate is laid out
+//!
+//! - [`wire`]: every message on the wire, base and extensions, as typed
+//!   codecs, and every event, feature and label name. A new message goes
+//!   there (codec, round-trip property test, byte-exact wire test in
+//!   `tests/tests/wire.rs`, a fuzz body in `fuzz/src/`).
+//! - `peer/`: [`Peer`] and its API by topic (connect, messages, channels,
+//!   media). It owns str0m's `Rtc` and changes it one mutation at a time,
+//!   polling it to its timeout after each, as str0m requires; the one
+//!   documented exception is writing the queued signalling messages back to
+//!   back, as str0m's own tests do.
+//! - The sub-machines it composes, each with its state, its
+//!   `handle_*`/`poll_timeout` where it has timers, and no access to str0m
+//!   (they describe changes as `RtcOp`s the peer applies): the connection
+//!   phase (one enum), signalling (send queue, framing, requests, the
+//!   remote's unanswered requests), the application's data channels,
+//!   tracks (the codec table, our tracks, the remote's), and liveness.
+//! - RTP received: str0m's `RtpPacket` becomes an [`Event::Rtp`] in
+//!   `tracks/remote.rs` without a copy (the payload stays str0m's buffer);
+//!   RTP sent: `tracks/local.rs` checks the size and writes one packet per
+//!   [`Peer::write_rtp`].
 //!
 //! # Media tracks
 //!
@@ -95,11 +140,21 @@
 //! - one JSON envelope per message on the signalling data channel
 //!   ([`wire::Envelope`], A.3): emits and requests look the same; a reply
 //!   copies the request's id;
-//! - a track signal for each added track ([`wire::TrackSignal`], A.4).
+//! - a track signal for each added track ([`wire::TrackSignal`], A.4);
+//! - between our peers, the extension messages ([`wire::ext`]).
 //!
 //! Toward a base (Go) peer no envelope over 65,535 bytes is ever sent: it is
 //! refused with [`Error::MessageTooLarge`]. Between two of our peers the
-//! limit is the remote's announced maximum (default 1 MiB).
+//! limit is the remote's announced maximum (default 1 MiB). No RTP datagram
+//! over [`Config::max_datagram_size`] (1,460 bytes, what pion reads) is
+//! sent: [`Peer::write_rtp`] refuses it with [`Error::PacketTooLarge`].
+//!
+//! # Liveness
+//!
+//! A Ready peer that hears nothing from the remote for
+//! [`Config::disconnect_grace`] (5 s) closes with
+//! [`CloseReason::Unreachable`]: both ends' ICE agents send a check at least
+//! every 3 s, so only a dead path is that quiet.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

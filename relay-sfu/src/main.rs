@@ -14,6 +14,7 @@ mod session;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use session::{Session, Sessions};
@@ -51,6 +52,8 @@ pub struct Server {
     pub ip: IpAddr,
     relay_to: Vec<String>,
     sessions: Sessions,
+    /// Every relay peer, to close them all on SIGINT or SIGTERM.
+    pub peers: relay_tokio::PeerSet,
 }
 
 impl Server {
@@ -60,8 +63,13 @@ impl Server {
         let (session, created) = self.sessions.get_or_create(name);
         if created {
             for url in &self.relay_to {
-                let relay =
-                    relay::relay_session(session.clone(), url.clone(), self.name.clone(), self.ip);
+                let relay = relay::relay_session(
+                    session.clone(),
+                    url.clone(),
+                    self.name.clone(),
+                    self.ip,
+                    self.peers.clone(),
+                );
                 tokio::spawn(relay);
             }
         }
@@ -76,6 +84,15 @@ async fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
         .with_writer(std::io::stderr)
         .init();
+    // Caught from here on: a signal later closes the relay peers first.
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        eprintln!("relay-sfu: cannot catch SIGINT and SIGTERM");
+        std::process::exit(1);
+    };
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -89,13 +106,24 @@ async fn main() {
         ip: args.public_ip,
         relay_to: args.relay_to,
         sessions: Sessions::default(),
+        peers: Default::default(),
     });
     println!("relay-sfu {} on http://{}/", server.name, args.listen);
     for url in &server.relay_to {
         println!("relaying publishers to {url}");
     }
     tokio::select! {
-        _ = http::serve(listener, server) => {}
-        _ = tokio::signal::ctrl_c() => {}
+        _ = http::serve(listener, server.clone()) => {}
+        signal = async {
+            tokio::select! {
+                _ = interrupt.recv() => "interrupted",
+                _ = terminate.recv() => "terminated",
+            }
+        } => {
+            // Each other server learns at once, not from ICE seconds later.
+            let open = server.peers.len();
+            let closed = server.peers.close_all(Duration::from_secs(1)).await;
+            println!("relay-sfu: {signal}: closed {closed} of {open} relay peers");
+        }
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use relay_tokio::{Config, Error, KeyframeKind, Peer, PeerMeta, RemoteTrack, RtpOut};
+use relay_tokio::{Config, Error, KeyframeKind, Peer, PeerMeta, PeerSet, RemoteTrack, RtpOut};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
@@ -37,7 +37,13 @@ fn local_tracks(session: &Session) -> Vec<Arc<Track>> {
 
 /// Relays `session`'s local publishers to the server at `url` for as long
 /// as the server runs (spawn it once per session and remote server).
-pub async fn relay_session(session: Arc<Session>, url: String, server: String, ip: IpAddr) {
+pub async fn relay_session(
+    session: Arc<Session>,
+    url: String,
+    server: String,
+    ip: IpAddr,
+    peers: PeerSet,
+) {
     let mut notices = session.subscribe();
     loop {
         // Connect only when there is something to relay.
@@ -47,7 +53,7 @@ pub async fn relay_session(session: Arc<Session>, url: String, server: String, i
             }
         }
         let meta = PeerMeta::new(server.clone(), session.name.clone());
-        match run_outbound(&session, &url, meta, ip, &mut notices).await {
+        match run_outbound(&session, &url, meta, ip, &peers, &mut notices).await {
             Ok(()) => {
                 tracing::info!(session = %session.name, %url, "relay closed: nothing to relay")
             }
@@ -64,9 +70,11 @@ async fn run_outbound(
     url: &str,
     meta: PeerMeta,
     ip: IpAddr,
+    peers: &PeerSet,
     notices: &mut broadcast::Receiver<Notice>,
 ) -> Result<(), Error> {
     let peer = Peer::new(meta, relay_config(ip)).await?;
+    peers.insert(&peer);
     peer.offer(|meta, offer| async move { relay_http::post_offer(url, &meta, offer, None).await })
         .await?;
     tracing::info!(session = %session.name, %url, "relay ready");
@@ -172,6 +180,7 @@ pub async fn accept(
 ) -> Result<Vec<u8>, Error> {
     let ours = PeerMeta::new(sessions.name.clone(), meta.session_id.clone());
     let (peer, answer) = Peer::answer(ours, relay_config(sessions.ip), offer).await?;
+    sessions.peers.insert(&peer);
     let session = sessions.session(&meta.session_id);
     tracing::info!(session = %session.name, remote = %meta.peer_id, "relay peer added");
     let s = session.clone();

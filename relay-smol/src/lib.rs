@@ -53,3 +53,6 @@ pub type Peer = relay_async::Peer<Smol>;
 
 /// Sockets many peers share, on smol (see [`relay_async::Endpoint`]).
 pub type Endpoint = relay_async::Endpoint<Smol>;
+
+/// The peers a server keeps, to close together (see [`relay_async::PeerSet`]).
+pub type PeerSet = relay_async::PeerSet<Smol>;

@@ -50,3 +50,6 @@ pub type Peer = relay_async::Peer<Tokio>;
 
 /// Sockets many peers share, on tokio (see [`relay_async::Endpoint`]).
 pub type Endpoint = relay_async::Endpoint<Tokio>;
+
+/// The peers a server keeps, to close together (see [`relay_async::PeerSet`]).
+pub type PeerSet = relay_async::PeerSet<Tokio>;

@@ -303,6 +303,18 @@ impl Peer {
         self.tracks.remote.ntp_of(track, rtp_timestamp)
     }
 
+    /// The largest payload [`Peer::write_rtp`] takes on a track of ours
+    /// (for a packet of its own payload type without header-extension
+    /// values): [`Config::max_datagram_size`](crate::Config::max_datagram_size)
+    /// less the RTP header, the extension block, the SRTP tag and, with
+    /// retransmission, the RTX header. 1,428 bytes toward a Go peer with
+    /// the defaults.
+    pub fn track_payload_limit(&self, track: TrackId) -> Option<usize> {
+        self.tracks
+            .local
+            .payload_limit(track, self.config.max_datagram_size)
+    }
+
     /// The SSRC of a track on the relay leg (ours or the remote's).
     pub fn track_ssrc(&self, track: TrackId) -> Option<u32> {
         self.tracks

@@ -152,6 +152,18 @@ impl LocalTracks {
         self.tracks.contains_key(&id)
     }
 
+    /// The largest payload a packet of the track's own type, with no header
+    /// extension values, may carry within `max_datagram`.
+    pub(crate) fn payload_limit(&self, id: TrackId, max_datagram: usize) -> Option<usize> {
+        let t = self.tracks.get(&id)?;
+        let rtx = t.layers.iter().any(|l| l.leg.rtx.is_some());
+        let overhead = RTP_HEADER
+            + hdrext::block_len(&Default::default())
+            + SRTP_OVERHEAD
+            + if rtx { RTX_OVERHEAD } else { 0 };
+        Some(max_datagram.saturating_sub(overhead))
+    }
+
     pub(crate) fn first_ssrc(&self, id: TrackId) -> Option<u32> {
         self.tracks.get(&id)?.layers.first().map(|l| l.leg.ssrc)
     }

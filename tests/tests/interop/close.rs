@@ -8,8 +8,8 @@
 //! - Go closes: pion stops SCTP, then DTLS (close_notify), then ICE; str0m
 //!   sees the signalling channel or DTLS end and we report
 //!   `Closed(Remote)`. Bound asserted: within `WE_NOTICE_WITHIN` (1 s) of
-//!   the close command (measured: a few milliseconds). Without that, ICE
-//!   disconnection plus `Config::disconnect_grace` would be the bound.
+//!   the close command (measured: a few milliseconds). Without that, five
+//!   seconds of silence (`Config::disconnect_grace`) would be the bound.
 
 use std::time::{Duration, Instant};
 

@@ -233,8 +233,6 @@ impl Ours {
         let local = socket.local_addr().expect("local address");
         let mut config = Config::new(vec![local]);
         config.seed = fastrand::u64(..);
-        // Notice a vanished Go peer soon (documented bound: see close.rs).
-        config.disconnect_grace = Duration::from_secs(1);
         config.connect_timeout = Duration::from_secs(10);
         tweak(&mut config);
         let peer = Peer::new(PeerMeta::new(peer_id, "interop"), config, Instant::now())

@@ -299,3 +299,63 @@ fn our_tracks_reach_go_we_offer() {
 fn our_tracks_reach_go_go_offers() {
     our_tracks_reach_go(Offerer::Go, "our_tracks_reach_go_go_offers");
 }
+
+/// The size limit toward a Go peer (pion reads SRTP into 1,460 bytes): a
+/// 1,440-byte source packet (12-byte header, 1,428 bytes of payload)
+/// crosses, a 1,472-byte one (ffmpeg's default) is refused here with the
+/// reason and counted, never sent to be dropped there.
+#[test]
+#[ignore = "needs the Go interop peer: bash tests/interop/build.sh"]
+fn the_largest_packet_that_fits_crosses_and_a_larger_one_is_refused() {
+    let name = "the_largest_packet_that_fits_crosses_and_a_larger_one_is_refused";
+    let (mut s, _, _) = Session::connect(name, Offerer::Us, |_| {});
+    let (video, ssrc, _) = add_our_track(
+        &mut s,
+        TrackMeta::new("rs-stream", "rs-big"),
+        TrackCodec::vp8(96),
+    );
+    assert_eq!(s.ours.peer.track_payload_limit(video), Some(1428));
+    const FITTING: u64 = 20;
+    let mut refused = None;
+    for i in 0..=FITTING {
+        // The last one is 1,472 bytes with its header.
+        let len = if i == FITTING { 1460 } else { 1428 };
+        let mut payload = vec![0u8; len];
+        payload[0] = 0x10;
+        let packet = RtpOut::new(96, i as u16, (i * 3000) as u32, true, Bytes::from(payload));
+        match s.ours.peer.write_rtp(Instant::now(), video, packet) {
+            Ok(()) => assert!(i < FITTING, "a 1,472-byte packet was sent"),
+            Err(e) => {
+                assert!(i == FITTING, "packet {i} refused: {e}");
+                refused = Some(e.to_string());
+            }
+        }
+        s.ours.take_events();
+        s.run_for(Duration::from_millis(INTERVAL_MS));
+    }
+    let refused = refused.expect("the large packet was refused");
+    s.check(refused.contains("-pkt_size"), || refused.clone());
+    let counted = s.until(
+        "Go counting the fitting packets",
+        Duration::from_secs(5),
+        |s| {
+            s.go.all("rtp")
+                .filter(|v| v["ssrc"] == ssrc)
+                .filter_map(|v| v["count"].as_u64())
+                .max()
+                .filter(|c| *c == FITTING)
+        },
+    );
+    let stats = s.ours.peer.track_stats(video).unwrap();
+    s.check(
+        stats.refused_too_large == 1 && s.ours.peer.stats().rtp_refused_too_large == 1,
+        || format!("{stats:?}"),
+    );
+    let go_errors: Vec<String> = s.go.all("error").map(|v| v.to_string()).collect();
+    s.check(go_errors.is_empty(), || format!("Go errors: {go_errors:?}"));
+    println!(
+        "interop[{name}]: {counted}/{FITTING} packets of 1,440 bytes (1,460 on the wire) counted by Go; \
+         the 1,472-byte one refused here: {refused}"
+    );
+    s.finish();
+}
