@@ -24,7 +24,12 @@ pub struct Config {
     /// behind and the queue is full, any of them but `Ready` and `Closed` is
     /// dropped and counted
     /// ([`Stats::events_dropped`](crate::Stats::events_dropped)); one slot is
-    /// kept for `Closed`, so that is never lost. Default 256 (at least 2).
+    /// kept for `Closed`, so that is never lost. Default 4,096 (at least
+    /// 2), the default
+    /// [`max_pending_requests`](relay_proto::Config::max_pending_requests):
+    /// a remote of ours within its own default limit cannot overflow it
+    /// with requests, even when a retransmission after loss delivers
+    /// seconds of them at once.
     pub event_queue: usize,
     /// Received messages held per data channel until
     /// [`DataChannel::recv`](crate::DataChannel::recv) takes them; past it a
@@ -62,7 +67,7 @@ impl Default for Config {
         Config {
             core: relay_proto::Config::new(Vec::new()),
             endpoint: EndpointConfig::default(),
-            event_queue: 256,
+            event_queue: 4096,
             channel_queue: 256,
             track_queue: 8192,
             command_queue: 256,

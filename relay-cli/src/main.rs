@@ -15,6 +15,7 @@ mod media;
 mod peers;
 mod report;
 mod rtp;
+mod soak;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -32,7 +33,9 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Log filter (tracing's env-filter syntax), e.g. `info` or `relay_proto=debug`.
-    #[arg(long, global = true, default_value = "warn")]
+    /// The default leaves out str0m's warnings, which repeat per packet in
+    /// some states (a closed channel's stream reset); `--log warn` shows them.
+    #[arg(long, global = true, default_value = "warn,str0m=error")]
     log: String,
 }
 
@@ -68,9 +71,15 @@ pub struct AnswerArgs {
     /// Refuse offers past this many live peers (503).
     #[arg(long, default_value_t = 64)]
     pub max_peers: usize,
-    /// IP the relay peers bind to (one UDP socket per peer).
-    #[arg(long, default_value = "127.0.0.1")]
-    pub bind: std::net::IpAddr,
+    /// Where the relay peers bind: an IP gives each peer a UDP socket of
+    /// its own on an ephemeral port; IP:PORT puts every peer on that one
+    /// socket (one port to open in a firewall).
+    #[arg(long, default_value = "127.0.0.1", value_parser = parse_bind)]
+    pub bind: SocketAddr,
+    /// A public IP that reaches `--bind` through a 1:1 NAT, announced as a
+    /// candidate with the bound port (repeatable).
+    #[arg(long, value_name = "IP")]
+    pub announce: Vec<std::net::IpAddr>,
     /// Play each received track as plain RTP: the first to HOST:PORT, the
     /// next to PORT + 2, and so on, with an SDP file per track.
     #[arg(long, value_name = "HOST:PORT")]
@@ -99,9 +108,13 @@ pub struct OfferArgs {
     /// Session id sent with the offer.
     #[arg(long, default_value = "default")]
     pub session_id: String,
-    /// IP to bind the relay peer to.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub bind: std::net::IpAddr,
+    /// IP (or IP:PORT) to bind the relay peer to.
+    #[arg(long, default_value = "127.0.0.1", value_parser = parse_bind)]
+    pub bind: SocketAddr,
+    /// A public IP that reaches `--bind` through a 1:1 NAT, announced as a
+    /// candidate with the bound port (repeatable).
+    #[arg(long, value_name = "IP")]
+    pub announce: Vec<std::net::IpAddr>,
     /// Seconds to wait for Ready.
     #[arg(long, default_value_t = 15)]
     pub ready_timeout: u64,
@@ -118,6 +131,22 @@ pub struct OfferArgs {
     /// The payload type the source sends (ffmpeg's default is 96).
     #[arg(long, default_value_t = 96)]
     pub pt: u8,
+    /// A soak of this many seconds, against `relay answer --echo`: 10,000
+    /// requests spread over it, numbered data-channel messages echoed back,
+    /// and a video track (30 fps, about 1.3 Mbit/s); prints a summary and
+    /// exits 1 if a request had no outcome or a message came back wrong or
+    /// out of order. See tests/soak/run.sh.
+    #[arg(long, value_name = "SECS")]
+    pub soak: Option<u64>,
+}
+
+/// `IP` (port 0: chosen by the system) or `IP:PORT`.
+fn parse_bind(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, 0));
+    }
+    s.parse::<SocketAddr>()
+        .map_err(|_| format!("{s:?} is neither an IP nor IP:PORT"))
 }
 
 /// Every allocation goes through dhat in a heap-profiling build.
@@ -194,3 +223,23 @@ impl Shutdown {
 
 /// Errors of a command, already worded for the person running it.
 pub type CliError = Box<dyn std::error::Error + Send + Sync>;
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bind;
+
+    #[test]
+    fn bind_takes_an_ip_or_an_ip_and_port() {
+        assert_eq!(
+            parse_bind("10.0.0.1").unwrap(),
+            "10.0.0.1:0".parse().unwrap()
+        );
+        assert_eq!(
+            parse_bind("[::1]:5000").unwrap(),
+            "[::1]:5000".parse().unwrap()
+        );
+        assert_eq!(parse_bind("::1").unwrap(), "[::1]:0".parse().unwrap());
+        assert!(parse_bind("10.0.0.1:").is_err());
+        assert!(parse_bind("host:5000").unwrap_err().contains("neither"));
+    }
+}

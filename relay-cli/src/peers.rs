@@ -7,14 +7,16 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::StatusCode;
-use relay_tokio::{Config, Error, Event, Peer, PeerMeta, PeerSet};
+use relay_tokio::{Config, Endpoint, Error, Event, Peer, PeerMeta, PeerSet};
 use tokio::net::TcpListener;
 
 use crate::report::{Spread, human};
 use crate::{AnswerArgs, CliError, OfferArgs, media};
 
-fn bound(ip: std::net::IpAddr) -> Config {
-    Config::bind(vec![SocketAddr::new(ip, 0)])
+fn bound(addr: SocketAddr, announce: &[std::net::IpAddr]) -> Config {
+    let mut config = Config::bind(vec![addr]);
+    config.endpoint.announced_ips = announce.to_vec();
+    config
 }
 
 /// `relay answer`: serve offers until interrupted.
@@ -31,7 +33,16 @@ pub async fn answer(args: AnswerArgs) -> Result<(), CliError> {
     let live = Arc::new(AtomicUsize::new(0));
     let peers = PeerSet::new();
     let kept = peers.clone();
-    let (echo, max_peers, bind) = (args.echo, args.max_peers, args.bind);
+    let (echo, max_peers) = (args.echo, args.max_peers);
+    let config = bound(args.bind, &args.announce);
+    // A fixed port: every peer on one socket, routed by the endpoint.
+    let endpoint = if args.bind.port() != 0 {
+        let endpoint = Endpoint::bind(config.endpoint.clone()).await?;
+        println!("relay answer: relay peers on {}", args.bind);
+        Some(endpoint)
+    } else {
+        None
+    };
     let sink = args.rtp_out.map(|target| media::RtpOutSink {
         target,
         sdp_dir: args.sdp_dir.clone(),
@@ -41,6 +52,8 @@ pub async fn answer(args: AnswerArgs) -> Result<(), CliError> {
         let live = live.clone();
         let sink = sink.clone();
         let kept = kept.clone();
+        let endpoint = endpoint.clone();
+        let config = config.clone();
         async move {
             if live.load(Ordering::SeqCst) >= max_peers {
                 return Err((
@@ -49,7 +62,11 @@ pub async fn answer(args: AnswerArgs) -> Result<(), CliError> {
                 ));
             }
             let local = PeerMeta::new(format!("answer-{}", meta.peer_id), meta.session_id.clone());
-            let (peer, answer) = match Peer::answer(local, bound(bind), &offer).await {
+            let answered = match &endpoint {
+                Some(endpoint) => endpoint.answer(local, config, &offer),
+                None => Peer::answer(local, config, &offer).await,
+            };
+            let (peer, answer) = match answered {
                 Ok(x) => x,
                 Err(Error::Peer(e)) => {
                     return Err((StatusCode::BAD_REQUEST, format!("offer refused: {e}")));
@@ -155,8 +172,14 @@ async fn watch(
 pub async fn offer(args: OfferArgs) -> Result<(), CliError> {
     let mut shutdown = crate::Shutdown::catch()?;
     let meta = PeerMeta::new(args.peer_id.clone(), args.session_id.clone());
-    let mut config = bound(args.bind);
+    let mut config = bound(args.bind, &args.announce);
     config.core.connect_timeout = Duration::from_secs(args.ready_timeout.max(1));
+    if args.soak.is_some() {
+        // On a lossy link one lost SCTP chunk waits out a retransmission
+        // timeout (1 s at least, doubling): the 2 s default for a track's
+        // answer is too short there.
+        config.core.track_request_timeout = Duration::from_secs(10);
+    }
     let peer = Peer::new(meta, config).await?;
     let started = Instant::now();
     let (url, token) = (args.signal.clone(), args.token.clone());
@@ -190,10 +213,41 @@ pub async fn offer(args: OfferArgs) -> Result<(), CliError> {
                 }
             };
             let meta = relay_tokio::relay_proto::TrackMeta::new(args.session_id.clone(), "rtp-in");
-            Some(media::rtp_in(&peer, args.bind, port, codec, meta).await?)
+            Some(media::rtp_in(&peer, args.bind.ip(), port, codec, meta).await?)
         }
         None => None,
     };
+    if let Some(secs) = args.soak {
+        println!("soak: {secs} s of requests, data-channel messages and video");
+        let r = crate::soak::run(&peer, secs).await?;
+        println!(
+            "soak: requests {} answered, {} timed out, {} failed otherwise, {} without exactly one outcome, {} wrong replies",
+            r.replies, r.timed_out, r.failed, r.unanswered, r.wrong_replies
+        );
+        println!(
+            "soak: messages {} sent, {} back, {} wrong or out of order",
+            r.messages_sent, r.messages_back, r.messages_wrong
+        );
+        println!(
+            "soak: request round trips: median {}, p99 {}, max {}",
+            human(r.rtt.median),
+            human(r.rtt.p99),
+            human(r.rtt.max)
+        );
+        println!("soak: video {} packets sent", r.video_sent);
+        println!("soak: took {}", human(r.took));
+        let stats = peer.stats().await;
+        println!(
+            "soak: datagrams {} out, {} in; {} requests timed out in the core",
+            stats.core.datagrams_out, stats.core.datagrams_in, stats.core.requests_timed_out
+        );
+        peer.close().await;
+        return if r.passed() {
+            Ok(())
+        } else {
+            Err("soak failed".into())
+        };
+    }
     if args.requests > 0 {
         let mut rtts = Vec::with_capacity(args.requests);
         let mut failed = 0;
