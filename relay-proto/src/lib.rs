@@ -170,6 +170,7 @@ mod hdrext;
 mod liveness;
 mod media;
 mod ops;
+mod path;
 mod peer;
 mod phase;
 mod requests;

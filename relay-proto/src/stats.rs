@@ -47,6 +47,10 @@ pub struct Stats {
     /// RTP packets `write_rtp` refused because their datagram would exceed
     /// [`Config::max_datagram_size`](crate::Config::max_datagram_size).
     pub rtp_refused_too_large: u64,
+    /// Times the remote was seen at a new address (a NAT rebinding: an
+    /// authenticated ICE check from elsewhere), after which everything we
+    /// send goes to the new address.
+    pub remote_moves: u64,
     /// Drops, by cause.
     pub drops: Drops,
 }

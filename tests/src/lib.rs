@@ -109,6 +109,10 @@ pub struct Pair {
     pub lost: u64,
     /// Cut the link entirely (both directions) while `true`.
     pub partitioned: bool,
+    /// A NAT in front of each side: `Some(addr)` makes the side's datagrams
+    /// reach the other from `addr`, and only datagrams sent to `addr` reach
+    /// it. Changing it mid-run is a NAT rebinding.
+    pub nat: [Option<SocketAddr>; 2],
     steps: u64,
 }
 
@@ -166,6 +170,7 @@ impl Pair {
             seq: 0,
             lost: 0,
             partitioned: false,
+            nat: [None, None],
             steps: 0,
         }
     }
@@ -268,10 +273,13 @@ impl Pair {
 
     fn send(&mut self, from: usize, source: SocketAddr, dest: SocketAddr, data: Vec<u8>) {
         let to = 1 - from;
-        if dest != self.nodes[to].addr {
+        if dest != self.nat[to].unwrap_or(self.nodes[to].addr) {
             self.lost += 1;
             return;
         }
+        // What the receiver sees: the sender's NAT address, its own address.
+        let source = self.nat[from].unwrap_or(source);
+        let dest = self.nodes[to].addr;
         if self.partitioned || self.rng.f64() < self.net.loss {
             self.lost += 1;
             return;

@@ -1074,3 +1074,187 @@ fn two_origins_clashing_payload_types_are_remapped_on_the_leg() {
         );
     }
 }
+
+/// The network goes down for 3 s (under the 5 s grace) in the middle of a
+/// video stream and comes back: no close on either side, the stream resumes
+/// within 1 s of the path coming back, and the track keeps its id.
+#[test]
+fn video_resumes_within_a_second_after_a_three_second_outage() {
+    let mut pair = connected(41, NetConfig::rtt(Duration::from_millis(20)));
+    let (tx, rx) = video_track(&mut pair);
+    let frame = Duration::from_millis(33);
+    let mut seq = 0u16;
+    let mut sent_at = HashMap::new();
+    let mut stream = |pair: &mut Pair, span: Duration| {
+        let until = pair.now + span;
+        while pair.now < until {
+            seq = seq.wrapping_add(1);
+            sent_at.insert(seq, pair.elapsed());
+            send(
+                pair,
+                Side::A,
+                tx,
+                packet(96, seq, seq as u32 * 3000, true, vec![0x10; 800]),
+            );
+            pair.drive_for(frame);
+        }
+    };
+    stream(&mut pair, Duration::from_secs(2));
+    let before = rtp_on(&pair, Side::B, rx).len();
+    assert!(before > 50, "{before} packets before the outage");
+
+    pair.partitioned = true;
+    stream(&mut pair, Duration::from_secs(3));
+    pair.partitioned = false;
+    let restored = pair.elapsed();
+    stream(&mut pair, Duration::from_secs(3));
+    pair.drive_for(Duration::from_millis(200));
+
+    let arrived_after: Vec<Duration> = pair.nodes[Side::B as usize]
+        .log
+        .iter()
+        .filter_map(|(at, e)| match e {
+            Event::Rtp(p) if p.track == rx && sent_at[&p.sequence_number] >= restored => Some(*at),
+            _ => None,
+        })
+        .collect();
+    let first = *arrived_after
+        .first()
+        .expect("no packet sent after the outage arrived");
+    let resumed = first.saturating_sub(restored);
+    println!("video resumed {resumed:?} after the path came back");
+    assert!(
+        resumed <= Duration::from_secs(1),
+        "the first packet sent after the path came back arrived {resumed:?} later"
+    );
+    // Everything sent from then on arrives (the last frame may be in flight).
+    let sent_after = sent_at.values().filter(|t| **t >= restored).count();
+    assert!(
+        arrived_after.len() == sent_after,
+        "{} of {sent_after} packets after the outage",
+        arrived_after.len()
+    );
+    for side in [Side::A, Side::B] {
+        let log = &pair.nodes[side as usize].log;
+        let readies = log
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::Ready))
+            .count();
+        let closes = log
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::Closed(_)))
+            .count();
+        assert_eq!(
+            (readies, closes),
+            (1, 0),
+            "{side:?}: Ready and Closed counts"
+        );
+    }
+}
+
+/// Streams video from A to B while `change` alters the path after 2 s;
+/// returns how long after the change the first packet sent after it
+/// arrived, or `None` when none did, and how many times each side saw its
+/// remote move. Fails on a close, a second Ready, or a request from A that
+/// B does not answer after the change.
+fn video_across_a_path_change(
+    seed: u64,
+    change: impl FnOnce(&mut Pair),
+) -> (Option<Duration>, [u64; 2]) {
+    let mut pair = connected(seed, NetConfig::rtt(Duration::from_millis(20)));
+    let (tx, rx) = video_track(&mut pair);
+    let mut seq = 0u16;
+    let mut sent_at = HashMap::new();
+    let mut stream = |pair: &mut Pair, span: Duration| {
+        let until = pair.now + span;
+        while pair.now < until {
+            seq = seq.wrapping_add(1);
+            sent_at.insert(seq, pair.elapsed());
+            send(
+                pair,
+                Side::A,
+                tx,
+                packet(96, seq, seq as u32 * 3000, true, vec![0x10; 800]),
+            );
+            pair.drive_for(Duration::from_millis(33));
+        }
+    };
+    stream(&mut pair, Duration::from_secs(2));
+    change(&mut pair);
+    let changed = pair.elapsed();
+    // Past the grace (5 s) plus a check interval: a path that did not
+    // recover both ways would have closed by now.
+    stream(&mut pair, Duration::from_secs(8));
+    // Both directions work: a request from A is answered by B.
+    pair.node(Side::B).auto_echo = true;
+    let now = pair.now;
+    let id = pair
+        .peer(Side::A)
+        .request(now, "echo", None, Some(Duration::from_secs(2)))
+        .unwrap();
+    pair.collect();
+    pair.drive_for(Duration::from_secs(1));
+    assert!(
+        pair.nodes[Side::A as usize]
+            .log
+            .iter()
+            .any(|(_, e)| matches!(e, Event::Reply { id: r, .. } if *r == id)),
+        "no reply after the path change"
+    );
+    for side in [Side::A, Side::B] {
+        let log = &pair.nodes[side as usize].log;
+        let readies = log
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::Ready))
+            .count();
+        let closes = log
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::Closed(_)))
+            .count();
+        assert_eq!(
+            (readies, closes),
+            (1, 0),
+            "{side:?}: Ready and Closed counts"
+        );
+    }
+    let resumed = pair.nodes[Side::B as usize]
+        .log
+        .iter()
+        .find_map(|(at, e)| match e {
+            Event::Rtp(p) if p.track == rx && sent_at[&p.sequence_number] >= changed => {
+                Some(at.saturating_sub(changed))
+            }
+            _ => None,
+        });
+    let moves = [Side::A, Side::B].map(|side| pair.peer(side).stats().remote_moves);
+    (resumed, moves)
+}
+
+/// The offerer's NAT gives it a new public address mid-stream (a NAT
+/// rebinding): the answerer follows it on the offerer's next proven ICE
+/// check, so both directions carry on; before, the answerer kept sending
+/// to the old address while everything looked alive.
+#[test]
+fn the_offerers_nat_rebinding_is_followed() {
+    let (resumed, moves) = video_across_a_path_change(43, |pair| {
+        pair.nat[Side::A as usize] = Some("192.0.2.1:40001".parse().unwrap());
+    });
+    println!("after the offerer's rebinding: video resumed after {resumed:?}, moves {moves:?}");
+    let resumed = resumed.expect("no video after the rebinding");
+    assert!(resumed <= Duration::from_secs(1), "{resumed:?}");
+    assert_eq!(moves, [0, 1]);
+}
+
+/// The same when the answerer's address changes: the offerer follows it.
+/// Video (offerer to answerer) waits for the answerer's next ICE check,
+/// which str0m sends every 2 s or so on an idle pair.
+#[test]
+fn the_answerers_nat_rebinding_is_followed() {
+    let (resumed, moves) = video_across_a_path_change(44, |pair| {
+        pair.nat[Side::B as usize] = Some("192.0.2.2:40002".parse().unwrap());
+    });
+    println!("after the answerer's rebinding: video resumed after {resumed:?}, moves {moves:?}");
+    let resumed = resumed.expect("no video after the rebinding");
+    assert!(resumed <= Duration::from_secs(3), "{resumed:?}");
+    assert_eq!(moves, [1, 0]);
+}

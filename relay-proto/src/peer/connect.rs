@@ -330,6 +330,8 @@ impl Peer {
     fn apply_remote(&mut self, p: PreparedRemote, relay: Option<Announcement>) {
         self.mutate(|rtc| rtc.direct_api().set_remote_ice_credentials(p.creds));
         self.mutate(|rtc| rtc.direct_api().set_remote_fingerprint(p.fingerprint));
+        self.path
+            .set_known(p.candidates.iter().map(|c| c.addr()).collect());
         for c in p.candidates {
             self.mutate(|rtc| rtc.add_remote_candidate(c));
         }

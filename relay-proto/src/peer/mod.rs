@@ -32,6 +32,7 @@ use crate::event::{CloseReason, Event, RequestError};
 use crate::liveness::Liveness;
 use crate::media::SenderReport;
 use crate::ops::RtcOp;
+use crate::path::Path;
 use crate::phase::Phase;
 use crate::signalling::{Limits, Signalling};
 use crate::stats::{PeerState, Stats};
@@ -88,6 +89,8 @@ pub struct Peer {
     remote: Option<Option<Announcement>>,
     phase: Phase,
     liveness: Liveness,
+    /// The remote's address, followed across a NAT rebinding.
+    path: Path,
     signalling: Signalling,
     /// str0m's id of the signalling channel, once created or seen.
     signal_channel: Option<RtcChannelId>,
@@ -169,6 +172,7 @@ impl Peer {
             remote: None,
             phase: Phase::New,
             liveness: Liveness::new(config.disconnect_grace),
+            path: Path::default(),
             signalling: Signalling::new(limits, config.seed, config.max_unanswered_requests),
             signal_channel: None,
             channels: Channels::default(),
@@ -300,6 +304,15 @@ impl Peer {
         };
         if self.phase.awaits_answer() {
             self.phase.keep_early(source, destination, data);
+        }
+        // STUN (first byte 0 or 1): a proven check from a new address of the
+        // remote moves where we send.
+        if self.phase.is_ready() && data.first().is_some_and(|b| *b < 2) {
+            let creds = self.rtc.direct_api().local_ice_credentials();
+            if let Some(to) = self.path.observe(source, data, &creds.ufrag, &creds.pass) {
+                info!(peer = %self.meta.peer_id, "the remote moved to {to}: sending there");
+                self.stats.remote_moves += 1;
+            }
         }
         match self
             .rtc
@@ -460,9 +473,10 @@ impl Peer {
             match self.rtc.poll_output() {
                 Ok(Output::Transmit(t)) => {
                     self.stats.datagrams_out += 1;
+                    self.path.sent(t.destination, &t.contents);
                     self.transmits.push_back(Transmit {
                         source: t.source,
-                        destination: t.destination,
+                        destination: self.path.route(t.destination),
                         contents: t.contents.into(),
                     });
                 }
