@@ -1075,65 +1075,60 @@ fn two_origins_clashing_payload_types_are_remapped_on_the_leg() {
     }
 }
 
-/// The network goes down for 3 s (under the 5 s grace) in the middle of a
-/// video stream and comes back: no close on either side, the stream resumes
-/// within 1 s of the path coming back, and the track keeps its id.
-#[test]
-fn video_resumes_within_a_second_after_a_three_second_outage() {
-    let mut pair = connected(41, NetConfig::rtt(Duration::from_millis(20)));
-    let (tx, rx) = video_track(&mut pair);
-    let frame = Duration::from_millis(33);
-    let mut seq = 0u16;
-    let mut sent_at = HashMap::new();
-    let mut stream = |pair: &mut Pair, span: Duration| {
+/// Video from A to B at 30 fps, remembering when each packet was sent.
+struct Video {
+    tx: TrackId,
+    rx: TrackId,
+    seq: u16,
+    sent_at: HashMap<u16, Duration>,
+}
+
+impl Video {
+    fn start(pair: &mut Pair) -> Video {
+        let (tx, rx) = video_track(pair);
+        Video {
+            tx,
+            rx,
+            seq: 0,
+            sent_at: HashMap::new(),
+        }
+    }
+
+    /// Sends a frame every 33 ms for `span`.
+    fn stream(&mut self, pair: &mut Pair, span: Duration) {
         let until = pair.now + span;
         while pair.now < until {
-            seq = seq.wrapping_add(1);
-            sent_at.insert(seq, pair.elapsed());
-            send(
-                pair,
-                Side::A,
-                tx,
-                packet(96, seq, seq as u32 * 3000, true, vec![0x10; 800]),
-            );
-            pair.drive_for(frame);
+            self.seq = self.seq.wrapping_add(1);
+            self.sent_at.insert(self.seq, pair.elapsed());
+            let pkt = packet(96, self.seq, self.seq as u32 * 3000, true, vec![0x10; 800]);
+            send(pair, Side::A, self.tx, pkt);
+            pair.drive_for(Duration::from_millis(33));
         }
-    };
-    stream(&mut pair, Duration::from_secs(2));
-    let before = rtp_on(&pair, Side::B, rx).len();
-    assert!(before > 50, "{before} packets before the outage");
+    }
 
-    pair.partitioned = true;
-    stream(&mut pair, Duration::from_secs(3));
-    pair.partitioned = false;
-    let restored = pair.elapsed();
-    stream(&mut pair, Duration::from_secs(3));
-    pair.drive_for(Duration::from_millis(200));
+    /// When B received each packet that was sent at or after `since`.
+    fn arrived_since(&self, pair: &Pair, since: Duration) -> Vec<Duration> {
+        pair.nodes[Side::B as usize]
+            .log
+            .iter()
+            .filter_map(|(at, e)| match e {
+                Event::Rtp(p)
+                    if p.track == self.rx && self.sent_at[&p.sequence_number] >= since =>
+                {
+                    Some(*at)
+                }
+                _ => None,
+            })
+            .collect()
+    }
 
-    let arrived_after: Vec<Duration> = pair.nodes[Side::B as usize]
-        .log
-        .iter()
-        .filter_map(|(at, e)| match e {
-            Event::Rtp(p) if p.track == rx && sent_at[&p.sequence_number] >= restored => Some(*at),
-            _ => None,
-        })
-        .collect();
-    let first = *arrived_after
-        .first()
-        .expect("no packet sent after the outage arrived");
-    let resumed = first.saturating_sub(restored);
-    println!("video resumed {resumed:?} after the path came back");
-    assert!(
-        resumed <= Duration::from_secs(1),
-        "the first packet sent after the path came back arrived {resumed:?} later"
-    );
-    // Everything sent from then on arrives (the last frame may be in flight).
-    let sent_after = sent_at.values().filter(|t| **t >= restored).count();
-    assert!(
-        arrived_after.len() == sent_after,
-        "{} of {sent_after} packets after the outage",
-        arrived_after.len()
-    );
+    fn sent_since(&self, since: Duration) -> usize {
+        self.sent_at.values().filter(|t| **t >= since).count()
+    }
+}
+
+/// Neither side closed nor saw a second `Ready`.
+fn assert_one_connection(pair: &Pair) {
     for side in [Side::A, Side::B] {
         let log = &pair.nodes[side as usize].log;
         let readies = log
@@ -1152,6 +1147,40 @@ fn video_resumes_within_a_second_after_a_three_second_outage() {
     }
 }
 
+/// The network goes down for 3 s (under the 5 s grace) in the middle of a
+/// video stream and comes back: no close on either side, the stream resumes
+/// within 1 s of the path coming back, and the track keeps its id.
+#[test]
+fn video_resumes_within_a_second_after_a_three_second_outage() {
+    let mut pair = connected(41, NetConfig::rtt(Duration::from_millis(20)));
+    let mut video = Video::start(&mut pair);
+    video.stream(&mut pair, Duration::from_secs(2));
+    let before = rtp_on(&pair, Side::B, video.rx).len();
+    assert!(before > 50, "{before} packets before the outage");
+
+    pair.partitioned = true;
+    video.stream(&mut pair, Duration::from_secs(3));
+    pair.partitioned = false;
+    let restored = pair.elapsed();
+    video.stream(&mut pair, Duration::from_secs(3));
+    pair.drive_for(Duration::from_millis(200));
+
+    let arrived = video.arrived_since(&pair, restored);
+    let first = *arrived
+        .first()
+        .expect("no packet sent after the outage arrived");
+    let resumed = first.saturating_sub(restored);
+    println!("video resumed {resumed:?} after the path came back");
+    assert!(
+        resumed <= Duration::from_secs(1),
+        "the first packet sent after the path came back arrived {resumed:?} later"
+    );
+    // Everything sent from then on arrives.
+    let sent = video.sent_since(restored);
+    assert_eq!(arrived.len(), sent, "packets after the outage");
+    assert_one_connection(&pair);
+}
+
 /// Streams video from A to B while `change` alters the path after 2 s;
 /// returns how long after the change the first packet sent after it
 /// arrived, or `None` when none did, and how many times each side saw its
@@ -1162,29 +1191,13 @@ fn video_across_a_path_change(
     change: impl FnOnce(&mut Pair),
 ) -> (Option<Duration>, [u64; 2]) {
     let mut pair = connected(seed, NetConfig::rtt(Duration::from_millis(20)));
-    let (tx, rx) = video_track(&mut pair);
-    let mut seq = 0u16;
-    let mut sent_at = HashMap::new();
-    let mut stream = |pair: &mut Pair, span: Duration| {
-        let until = pair.now + span;
-        while pair.now < until {
-            seq = seq.wrapping_add(1);
-            sent_at.insert(seq, pair.elapsed());
-            send(
-                pair,
-                Side::A,
-                tx,
-                packet(96, seq, seq as u32 * 3000, true, vec![0x10; 800]),
-            );
-            pair.drive_for(Duration::from_millis(33));
-        }
-    };
-    stream(&mut pair, Duration::from_secs(2));
+    let mut video = Video::start(&mut pair);
+    video.stream(&mut pair, Duration::from_secs(2));
     change(&mut pair);
     let changed = pair.elapsed();
     // Past the grace (5 s) plus a check interval: a path that did not
     // recover both ways would have closed by now.
-    stream(&mut pair, Duration::from_secs(8));
+    video.stream(&mut pair, Duration::from_secs(8));
     // Both directions work: a request from A is answered by B.
     pair.node(Side::B).auto_echo = true;
     let now = pair.now;
@@ -1201,31 +1214,11 @@ fn video_across_a_path_change(
             .any(|(_, e)| matches!(e, Event::Reply { id: r, .. } if *r == id)),
         "no reply after the path change"
     );
-    for side in [Side::A, Side::B] {
-        let log = &pair.nodes[side as usize].log;
-        let readies = log
-            .iter()
-            .filter(|(_, e)| matches!(e, Event::Ready))
-            .count();
-        let closes = log
-            .iter()
-            .filter(|(_, e)| matches!(e, Event::Closed(_)))
-            .count();
-        assert_eq!(
-            (readies, closes),
-            (1, 0),
-            "{side:?}: Ready and Closed counts"
-        );
-    }
-    let resumed = pair.nodes[Side::B as usize]
-        .log
-        .iter()
-        .find_map(|(at, e)| match e {
-            Event::Rtp(p) if p.track == rx && sent_at[&p.sequence_number] >= changed => {
-                Some(at.saturating_sub(changed))
-            }
-            _ => None,
-        });
+    assert_one_connection(&pair);
+    let resumed = video
+        .arrived_since(&pair, changed)
+        .first()
+        .map(|at| at.saturating_sub(changed));
     let moves = [Side::A, Side::B].map(|side| pair.peer(side).stats().remote_moves);
     (resumed, moves)
 }
