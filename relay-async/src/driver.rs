@@ -782,6 +782,8 @@ impl Driver {
                 self.remote_tracks.remove(&track);
                 self.deliver(Event::TrackRemoved(track));
             }
+            CoreEvent::PathInterrupted => self.deliver(Event::PathInterrupted),
+            CoreEvent::PathRestored => self.deliver(Event::PathRestored),
             CoreEvent::Closed(reason) => self.on_closed(reason),
             // Sender reports stay in the core (`origin_ntp_time`).
             _ => {}

@@ -57,6 +57,13 @@ pub enum Event {
     /// The remote removed a track (a peer of ours says so); its
     /// [`RemoteTrack::read_rtp`] returns `None` after the packets before.
     TrackRemoved(TrackId),
+    /// The path to the remote stopped working after Ready
+    /// ([`relay_proto::Event::PathInterrupted`]); the peer stays open and
+    /// carries on when it comes back, or closes with `Unreachable` after
+    /// the grace.
+    PathInterrupted,
+    /// The path works again ([`relay_proto::Event::PathRestored`]).
+    PathRestored,
     /// The peer closed; always the last event.
     Closed(CloseReason),
 }
@@ -71,6 +78,8 @@ impl Event {
             Event::TrackInactive(_) => "track inactive",
             Event::TrackActive(_) => "track active",
             Event::TrackRemoved(_) => "track removed",
+            Event::PathInterrupted => "path interrupted",
+            Event::PathRestored => "path restored",
             Event::Closed(_) => "closed",
         }
     }
@@ -305,6 +314,7 @@ impl futures_core::Stream for Events {
 type OnRequest = Arc<dyn Fn(Request) + Send + Sync>;
 type OnDataChannel = Arc<dyn Fn(DataChannel) + Send + Sync>;
 type OnTrack = Arc<dyn Fn(RemoteTrack) + Send + Sync>;
+type OnPath = Arc<dyn Fn(bool) + Send + Sync>;
 
 #[derive(Default)]
 struct Callbacks {
@@ -313,6 +323,7 @@ struct Callbacks {
     on_request: Option<OnRequest>,
     on_data_channel: Option<OnDataChannel>,
     on_track: Option<OnTrack>,
+    on_path: Option<OnPath>,
     /// The dispatcher saw Ready: a later `on_ready` runs at once.
     ready_seen: bool,
     /// The dispatcher saw Closed: a later `on_close` runs at once.
@@ -846,6 +857,14 @@ impl<R> Peer<R> {
         self.set_callback(|c| c.on_track = Some(Arc::new(f)));
     }
 
+    /// Called when the path to the remote is interrupted (`false`) and when
+    /// it is restored (`true`): [`Event::PathInterrupted`] and
+    /// [`Event::PathRestored`]. The peer stays open in between; it closes
+    /// with `Unreachable` if the path stays down for the grace.
+    pub fn on_path(&self, f: impl Fn(bool) + Send + Sync + 'static) {
+        self.set_callback(|c| c.on_path = Some(Arc::new(f)));
+    }
+
     /// Applies `set` to the callbacks and, the first time, starts the task
     /// that runs them (unless the events were taken as a stream).
     fn set_callback<T>(&self, set: impl FnOnce(&mut Callbacks) -> T) -> T {
@@ -912,6 +931,12 @@ async fn dispatch(rx: Rx<Event>, callbacks: Arc<Mutex<Callbacks>>) {
                 }
             }
             Event::TrackInactive(_) | Event::TrackActive(_) | Event::TrackRemoved(_) => {}
+            Event::PathInterrupted | Event::PathRestored => {
+                let f = lock(&callbacks).on_path.clone();
+                if let Some(f) = f {
+                    f(matches!(event, Event::PathRestored));
+                }
+            }
             Event::Closed(reason) => {
                 let f = {
                     let mut c = lock(&callbacks);
@@ -921,6 +946,7 @@ async fn dispatch(rx: Rx<Event>, callbacks: Arc<Mutex<Callbacks>>) {
                     c.on_request = None;
                     c.on_data_channel = None;
                     c.on_track = None;
+                    c.on_path = None;
                     c.on_close.take()
                 };
                 if let Some(f) = f {

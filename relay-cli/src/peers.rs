@@ -158,6 +158,8 @@ async fn watch(
                 );
                 media::follow(track, who.clone(), sink.clone(), tag);
             }
+            Event::PathInterrupted => println!("{who} path interrupted"),
+            Event::PathRestored => println!("{who} path restored"),
             Event::Closed(reason) => {
                 println!("{who} closed: {reason}");
                 break;

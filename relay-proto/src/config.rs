@@ -73,6 +73,13 @@ pub struct Config {
     /// [`CloseReason::Unreachable`](crate::CloseReason::Unreachable).
     /// Default 5 s (pion, on the Go side, closes after about 5 s too).
     pub disconnect_grace: Duration,
+    /// How long we may send without hearing anything back before the path
+    /// is reported interrupted
+    /// ([`Event::PathInterrupted`](crate::Event::PathInterrupted); also when
+    /// ICE reports it disconnected). On a live path everything we send
+    /// draws an answer within a round trip, and ICE retransmits an
+    /// unanswered check within a second. Default 2 s.
+    pub path_quiet_after: Duration,
     /// How long after the offer (or answer) the signalling channel may take
     /// to open before the peer closes with
     /// [`CloseReason::ConnectTimeout`](crate::CloseReason::ConnectTimeout).
@@ -129,6 +136,7 @@ impl Config {
             max_send_queue_bytes: 8 * 1024 * 1024,
             max_message_size: 1024 * 1024,
             disconnect_grace: Duration::from_secs(5),
+            path_quiet_after: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(15),
             track_request_timeout: Duration::from_secs(2),
             keyframe_request_interval: Duration::from_millis(500),

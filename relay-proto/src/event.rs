@@ -190,6 +190,17 @@ pub enum Event {
     /// The remote removed a track (our track-removal extension). Nothing
     /// more arrives on it.
     TrackRemoved(TrackId),
+    /// The path to the remote stopped working (ICE reported it
+    /// disconnected) after Ready. The peer stays open: media, messages and
+    /// requests resume when the path comes back
+    /// ([`Event::PathRestored`]); it closes with
+    /// [`CloseReason::Unreachable`] if it stays down for
+    /// [`Config::disconnect_grace`](crate::Config::disconnect_grace).
+    PathInterrupted,
+    /// The path works again after [`Event::PathInterrupted`]: nothing was
+    /// reset, tracks and channels keep their ids, and no second `Ready`
+    /// fires.
+    PathRestored,
     /// The peer closed. Fires exactly once; nothing follows it.
     Closed(CloseReason),
 }

@@ -154,7 +154,13 @@
 //! A Ready peer that hears nothing from the remote for
 //! [`Config::disconnect_grace`] (5 s) closes with
 //! [`CloseReason::Unreachable`]: both ends' ICE agents send a check at least
-//! every 3 s, so only a dead path is that quiet.
+//! every second (ours) or 2 s (pion), so only a dead path is that quiet.
+//! Before that, [`Event::PathInterrupted`] says the path stopped answering
+//! (a check of ours unanswered for [`Config::path_quiet_after`], 2 s, or
+//! ICE disconnected) and [`Event::PathRestored`] that it works again;
+//! nothing is reset in between. A remote whose NAT gives it a new address
+//! is followed there on its next authenticated check
+//! ([`Stats::remote_moves`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -4,9 +4,17 @@
 //! long.
 //!
 //! Both ends' ICE agents keep the path alive with a binding request every
-//! few seconds (str0m: at most 3 s apart; pion: 2 s), so a live remote is
+//! second or two (ours: every second, see `ICE_CHECK_INTERVAL`; pion: 2 s), so a live remote is
 //! never silent for a whole grace period of 5 s; a dead one is noticed
 //! within the grace of its last datagram.
+//!
+//! Before that, the path is reported interrupted when a connectivity check
+//! we sent has had no answer, and nothing else was heard, for `quiet` (on
+//! a live path a check is answered within a round trip, and str0m resends
+//! an unanswered one within a second), or when ICE reports it
+//! disconnected; and restored when the remote is heard again, or ICE
+//! reconnects. Only checks count: much else we send (a check's response,
+//! RTP one way) draws no answer.
 
 use std::time::{Duration, Instant};
 
@@ -15,44 +23,153 @@ use crate::time::{earliest, later};
 #[derive(Debug)]
 pub(crate) struct Liveness {
     grace: Duration,
+    quiet: Duration,
     last_heard: Option<Instant>,
+    /// The first check we sent since we last heard the remote.
+    owed_since: Option<Instant>,
     ice_disconnected_since: Option<Instant>,
+    /// Reported interrupted and not restored yet.
+    interrupted: bool,
+}
+
+/// The path's state changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PathChange {
+    Interrupted,
+    Restored,
 }
 
 impl Liveness {
-    pub(crate) fn new(grace: Duration) -> Liveness {
+    pub(crate) fn new(grace: Duration, quiet: Duration) -> Liveness {
         Liveness {
             grace,
+            quiet,
             last_heard: None,
+            owed_since: None,
             ice_disconnected_since: None,
+            interrupted: false,
         }
     }
 
     /// A datagram from the remote reached the connection.
-    pub(crate) fn heard(&mut self, now: Instant) {
+    pub(crate) fn heard(&mut self, now: Instant) -> Option<PathChange> {
         self.last_heard = Some(now);
+        self.owed_since = None;
+        self.restore()
     }
 
-    /// str0m's ICE agent reported the state; `connected` is false for
-    /// disconnected.
-    pub(crate) fn ice(&mut self, now: Instant, connected: bool) {
-        if connected {
-            self.ice_disconnected_since = None;
-        } else if self.ice_disconnected_since.is_none() {
-            self.ice_disconnected_since = Some(now);
+    /// We sent a datagram.
+    pub(crate) fn sent(&mut self, now: Instant, data: &[u8]) {
+        // A STUN binding request (RFC 8489: type 0x0001).
+        let check = data.len() >= 20 && data[0] == 0 && data[1] == 1;
+        if check && self.owed_since.is_none() && self.last_heard.is_some() {
+            self.owed_since = Some(now);
         }
     }
 
-    /// When the remote is declared gone unless it is heard before.
+    /// str0m's ICE agent reported the state; `connected` is false for
+    /// disconnected. Returns the path's change, if this is one.
+    pub(crate) fn ice(&mut self, now: Instant, connected: bool) -> Option<PathChange> {
+        if connected {
+            self.ice_disconnected_since = None;
+            self.restore()
+        } else {
+            self.ice_disconnected_since.get_or_insert(now);
+            self.interrupt()
+        }
+    }
+
+    fn restore(&mut self) -> Option<PathChange> {
+        std::mem::take(&mut self.interrupted).then_some(PathChange::Restored)
+    }
+
+    fn interrupt(&mut self) -> Option<PathChange> {
+        (!std::mem::replace(&mut self.interrupted, true)).then_some(PathChange::Interrupted)
+    }
+
+    /// The next moment something changes unless the remote is heard first.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        let quiet = (!self.interrupted)
+            .then(|| self.owed_since.map(|t| later(t, self.quiet)))
+            .flatten();
         earliest(
-            self.last_heard.map(|t| later(t, self.grace)),
-            self.ice_disconnected_since.map(|t| later(t, self.grace)),
+            quiet,
+            earliest(
+                self.last_heard.map(|t| later(t, self.grace)),
+                self.ice_disconnected_since.map(|t| later(t, self.grace)),
+            ),
         )
     }
 
-    /// `true` when the remote is gone.
-    pub(crate) fn handle_timeout(&self, now: Instant) -> bool {
-        self.poll_timeout().is_some_and(|t| t <= now)
+    /// `Err(())` when the remote is gone; else the path's change, if any.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) -> Result<Option<PathChange>, ()> {
+        let gone = earliest(
+            self.last_heard.map(|t| later(t, self.grace)),
+            self.ice_disconnected_since.map(|t| later(t, self.grace)),
+        );
+        if gone.is_some_and(|t| t <= now) {
+            return Err(());
+        }
+        if self.owed_since.is_some_and(|t| later(t, self.quiet) <= now) {
+            return Ok(self.interrupt());
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+    const CHECK: [u8; 20] = [
+        0, 1, 0, 0, 0x21, 0x12, 0xA4, 0x42, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+
+    #[test]
+    fn a_check_unanswered_for_the_quiet_time_is_an_interruption() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(5 * S, 2 * S);
+        l.heard(t0);
+        // What draws no answer (a check's response, RTP) owes nothing.
+        let mut response = CHECK;
+        response[1] = 0x01;
+        response[0] = 0x01;
+        l.sent(t0, &response);
+        l.sent(t0, &[0x80; 100]);
+        assert_eq!(l.handle_timeout(t0 + 3 * S), Ok(None));
+        // Answered within the quiet time: nothing to report.
+        l.sent(t0 + S, &CHECK);
+        assert_eq!(l.heard(t0 + S + S / 2), None);
+        assert_eq!(l.handle_timeout(t0 + 4 * S), Ok(None));
+        // Unanswered: interrupted once, restored when heard, gone after the
+        // grace.
+        l.sent(t0 + 4 * S, &CHECK);
+        l.sent(t0 + 5 * S, &CHECK);
+        assert_eq!(l.poll_timeout(), Some(t0 + 6 * S));
+        assert_eq!(
+            l.handle_timeout(t0 + 6 * S),
+            Ok(Some(PathChange::Interrupted))
+        );
+        assert_eq!(l.handle_timeout(t0 + 6 * S), Ok(None));
+        assert_eq!(l.heard(t0 + 6 * S), Some(PathChange::Restored));
+        assert_eq!(l.heard(t0 + 7 * S), None);
+        l.sent(t0 + 8 * S, &CHECK);
+        assert_eq!(
+            l.handle_timeout(t0 + 10 * S),
+            Ok(Some(PathChange::Interrupted))
+        );
+        assert_eq!(l.handle_timeout(t0 + 12 * S), Err(()));
+    }
+
+    #[test]
+    fn ice_reports_count_once() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(5 * S, 2 * S);
+        l.heard(t0);
+        assert_eq!(l.ice(t0, false), Some(PathChange::Interrupted));
+        assert_eq!(l.ice(t0 + S, false), None);
+        assert_eq!(l.ice(t0 + 2 * S, true), Some(PathChange::Restored));
+        assert_eq!(l.ice(t0 + 3 * S, true), None);
     }
 }

@@ -51,6 +51,10 @@ pub struct Stats {
     /// authenticated ICE check from elsewhere), after which everything we
     /// send goes to the new address.
     pub remote_moves: u64,
+    /// Times the path was reported interrupted ([`Event::PathInterrupted`](crate::Event::PathInterrupted)).
+    pub path_interruptions: u64,
+    /// Times it came back ([`Event::PathRestored`](crate::Event::PathRestored)).
+    pub path_recoveries: u64,
     /// Drops, by cause.
     pub drops: Drops,
 }

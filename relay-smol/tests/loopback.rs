@@ -99,3 +99,11 @@ fn fifty_peers_share_one_socket() {
 fn stun_and_nat_addresses_are_announced() {
     within(10, loopback::stun_and_nat_addresses_are_announced())
 }
+
+#[test]
+fn a_nat_rebinding_in_front_of_the_offerer_is_followed() {
+    within(
+        30,
+        loopback::a_nat_rebinding_in_front_of_the_offerer_is_followed(),
+    )
+}

@@ -98,3 +98,12 @@ async fn fifty_peers_share_one_socket() {
 async fn stun_and_nat_addresses_are_announced() {
     within(10, loopback::stun_and_nat_addresses_are_announced()).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nat_rebinding_in_front_of_the_offerer_is_followed() {
+    within(
+        30,
+        loopback::a_nat_rebinding_in_front_of_the_offerer_is_followed(),
+    )
+    .await
+}

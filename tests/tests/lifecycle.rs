@@ -144,6 +144,14 @@ fn an_idle_pair_stays_connected_for_minutes() {
     let mut pair = Pair::with_net(22, net);
     pair.connect();
     pair.drive_for(Duration::from_secs(180));
+    for side in [Side::A, Side::B] {
+        let interruptions = pair.peer(side).stats().path_interruptions;
+        println!("{side:?}: {interruptions} path interruptions in 180 s idle at 5 % loss");
+        assert_eq!(
+            interruptions, 0,
+            "{side:?}: a live idle path reported interrupted"
+        );
+    }
     assert!(
         closes(&pair, Side::A).is_empty(),
         "{:?}",

@@ -1039,7 +1039,9 @@ fn two_origins_clashing_payload_types_are_remapped_on_the_leg() {
         TrackMeta::new("two", "a"),
         TrackCodec::opus(100),
     );
-    for i in 0..200u16 {
+    // Five packets after the 200 counted: a lost packet is recovered when
+    // a later one shows the gap, so the last ones need followers.
+    for i in 0..205u16 {
         let now = pair.now;
         pair.peer(Side::A)
             .write_rtp(
@@ -1061,8 +1063,11 @@ fn two_origins_clashing_payload_types_are_remapped_on_the_leg() {
     pair.drive_for(Duration::from_secs(1));
     for (rx, byte) in [(v_rx, 1u8), (a_rx, 2u8)] {
         let got = rtp_on(&pair, Side::B, rx);
-        let distinct: std::collections::HashSet<u16> =
-            got.iter().map(|p| p.sequence_number).collect();
+        let distinct: std::collections::HashSet<u16> = got
+            .iter()
+            .map(|p| p.sequence_number)
+            .filter(|s| *s < 200)
+            .collect();
         assert_eq!(
             distinct.len(),
             200,
@@ -1179,6 +1184,26 @@ fn video_resumes_within_a_second_after_a_three_second_outage() {
     let sent = video.sent_since(restored);
     assert_eq!(arrived.len(), sent, "packets after the outage");
     assert_one_connection(&pair);
+    // Each side was told of the interruption and of the recovery, once.
+    for side in [Side::A, Side::B] {
+        let path: Vec<&Event> = pair.nodes[side as usize]
+            .log
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::PathInterrupted | Event::PathRestored))
+            .map(|(_, e)| e)
+            .collect();
+        assert_eq!(
+            path,
+            [&Event::PathInterrupted, &Event::PathRestored],
+            "{side:?}"
+        );
+        let stats = pair.peer(side).stats();
+        assert_eq!(
+            (stats.path_interruptions, stats.path_recoveries),
+            (1, 1),
+            "{side:?}"
+        );
+    }
 }
 
 /// Streams video from A to B while `change` alters the path after 2 s;
@@ -1240,7 +1265,7 @@ fn the_offerers_nat_rebinding_is_followed() {
 
 /// The same when the answerer's address changes: the offerer follows it.
 /// Video (offerer to answerer) waits for the answerer's next ICE check,
-/// which str0m sends every 2 s or so on an idle pair.
+/// which comes every second (relay-proto sets str0m's `max_stun_rto` to 1 s).
 #[test]
 fn the_answerers_nat_rebinding_is_followed() {
     let (resumed, moves) = video_across_a_path_change(44, |pair| {
@@ -1248,6 +1273,6 @@ fn the_answerers_nat_rebinding_is_followed() {
     });
     println!("after the answerer's rebinding: video resumed after {resumed:?}, moves {moves:?}");
     let resumed = resumed.expect("no video after the rebinding");
-    assert!(resumed <= Duration::from_secs(3), "{resumed:?}");
+    assert!(resumed <= Duration::from_millis(1500), "{resumed:?}");
     assert_eq!(moves, [1, 0]);
 }

@@ -348,7 +348,7 @@ pub(super) fn build_rtc(
     rtx_leg: bool,
     now: Instant,
 ) -> Rtc {
-    codecs::register_payload_types(RtcConfig::new(), rtx_leg)
+    let mut rtc = codecs::register_payload_types(RtcConfig::new(), rtx_leg)
         .set_crypto_provider(crate::crypto::provider())
         .set_sctp_max_message_size(config.max_message_size.max(256 * 1024))
         .set_sctp_max_buffered_amount(1024 * 1024)
@@ -356,9 +356,18 @@ pub(super) fn build_rtc(
         .set_local_ice_credentials(creds.clone())
         // Per-media counters (NACKs) once a second, for track stats.
         .set_stats_interval(Some(Duration::from_secs(1)))
-        .set_extension_map(crate::hdrext::leg_extension_map())
-        .build(now)
+        .set_extension_map(crate::hdrext::leg_extension_map());
+    // A connectivity check on the chosen pair every second (str0m's default
+    // is 3 s): a lost check is followed by the next one soon enough for the
+    // path to be reported interrupted after 2 s of silence without false
+    // alarms at 5 % loss, and a dead remote is noticed sooner. A check is
+    // about 100 bytes each way.
+    rtc.set_max_stun_rto(ICE_CHECK_INTERVAL);
+    rtc.build(now)
 }
+
+/// How often ICE checks the chosen pair (str0m's `max_stun_rto`).
+pub(crate) const ICE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The signalling channel: opened in band (DCEP) by the offerer, or, with
 /// fast setup, declared by both ends on stream 0 (no DCEP round trip).

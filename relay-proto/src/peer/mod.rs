@@ -29,7 +29,7 @@ use crate::channels::{Channels, Opened};
 use crate::config::{Config, PeerMeta};
 use crate::error::Error;
 use crate::event::{CloseReason, Event, RequestError};
-use crate::liveness::Liveness;
+use crate::liveness::{Liveness, PathChange};
 use crate::media::SenderReport;
 use crate::ops::RtcOp;
 use crate::path::Path;
@@ -171,7 +171,7 @@ impl Peer {
             role: None,
             remote: None,
             phase: Phase::New,
-            liveness: Liveness::new(config.disconnect_grace),
+            liveness: Liveness::new(config.disconnect_grace, config.path_quiet_after),
             path: Path::default(),
             signalling: Signalling::new(limits, config.seed, config.max_unanswered_requests),
             signal_channel: None,
@@ -318,7 +318,10 @@ impl Peer {
             .rtc
             .handle_input(Input::Receive(self.last_now, receive))
         {
-            Ok(()) => self.liveness.heard(self.last_now),
+            Ok(()) => {
+                let change = self.liveness.heard(self.last_now);
+                self.on_path_change(change);
+            }
             Err(e) => self.on_rtc_error(e),
         }
         // A ClientHello (DTLS handshake record, message type 1) reaching the
@@ -363,12 +366,38 @@ impl Peer {
             self.ops.extend(ops);
             if let Some(reason) = self.phase.handle_timeout(now) {
                 self.close_with(reason);
-            } else if self.phase.is_ready() && self.liveness.handle_timeout(now) {
-                warn!(peer = %self.meta.peer_id, "nothing heard from the remote for {:?}", self.config.disconnect_grace);
-                self.close_with(CloseReason::Unreachable);
+            } else if self.phase.is_ready() {
+                match self.liveness.handle_timeout(now) {
+                    Err(()) => {
+                        warn!(peer = %self.meta.peer_id, "nothing heard from the remote for {:?}", self.config.disconnect_grace);
+                        self.close_with(CloseReason::Unreachable);
+                    }
+                    Ok(change) => self.on_path_change(change),
+                }
             }
         }
         self.drain();
+    }
+
+    /// Reports the path's change once Ready (before, the connect timeout
+    /// speaks for a path that never worked).
+    fn on_path_change(&mut self, change: Option<PathChange>) {
+        if !self.phase.is_ready() || self.phase.is_closed() {
+            return;
+        }
+        match change {
+            Some(PathChange::Interrupted) => {
+                info!(peer = %self.meta.peer_id, "path interrupted: nothing heard for {:?}", self.config.path_quiet_after);
+                self.stats.path_interruptions += 1;
+                self.push_event(Event::PathInterrupted);
+            }
+            Some(PathChange::Restored) => {
+                info!(peer = %self.meta.peer_id, "path restored");
+                self.stats.path_recoveries += 1;
+                self.push_event(Event::PathRestored);
+            }
+            None => {}
+        }
     }
 
     /// The next datagram to send, if any.
@@ -473,6 +502,7 @@ impl Peer {
             match self.rtc.poll_output() {
                 Ok(Output::Transmit(t)) => {
                     self.stats.datagrams_out += 1;
+                    self.liveness.sent(self.last_now, &t.contents);
                     self.path.sent(t.destination, &t.contents);
                     self.transmits.push_back(Transmit {
                         source: t.source,
@@ -632,13 +662,14 @@ impl Peer {
         match e {
             RtcEvent::IceConnectionStateChange(s) => {
                 debug!(peer = %self.meta.peer_id, "ICE {s:?}");
-                match s {
+                let change = match s {
                     IceConnectionState::Disconnected => self.liveness.ice(self.last_now, false),
                     IceConnectionState::Connected | IceConnectionState::Completed => {
                         self.liveness.ice(self.last_now, true)
                     }
-                    _ => {}
-                }
+                    _ => None,
+                };
+                self.on_path_change(change);
             }
             RtcEvent::Connected => {
                 debug!(peer = %self.meta.peer_id, "DTLS connected");

@@ -486,3 +486,114 @@ pub async fn stun_and_nat_addresses_are_announced() {
         assert!(cands.contains(&want), "{want:?} not in {cands:?}");
     }
 }
+
+/// A NAT in front of the offerer, on loopback: a forwarder thread that
+/// gives the offerer's datagrams a new outside port on `rebind`.
+struct Nat {
+    /// Where the offerer sends to reach the answerer.
+    inside: SocketAddr,
+    rebind: Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Nat {
+    fn start(answerer: SocketAddr) -> Nat {
+        use std::net::UdpSocket;
+        use std::sync::atomic::AtomicBool;
+        let inside = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = inside.local_addr().unwrap();
+        let (rebind, stop) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (r, s) = (rebind.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let tick = Some(Duration::from_millis(1));
+            inside.set_read_timeout(tick).unwrap();
+            let mut outside = UdpSocket::bind("127.0.0.1:0").unwrap();
+            outside.set_read_timeout(tick).unwrap();
+            let mut offerer: Option<SocketAddr> = None;
+            let mut buf = [0u8; 2048];
+            while !s.load(Ordering::Relaxed) {
+                if r.swap(false, Ordering::Relaxed) {
+                    // The old mapping is gone: what is sent to it is lost.
+                    outside = UdpSocket::bind("127.0.0.1:0").unwrap();
+                    outside.set_read_timeout(tick).unwrap();
+                }
+                while let Ok((n, from)) = inside.recv_from(&mut buf) {
+                    offerer = Some(from);
+                    let _ = outside.send_to(&buf[..n], answerer);
+                }
+                while let Ok((n, _)) = outside.recv_from(&mut buf) {
+                    if let Some(to) = offerer {
+                        let _ = inside.send_to(&buf[..n], to);
+                    }
+                }
+            }
+        });
+        Nat {
+            inside: addr,
+            rebind,
+            stop,
+        }
+    }
+}
+
+impl Drop for Nat {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Replaces every candidate of a signal (offer or answer) with `addr`.
+fn with_candidate(signal: &[u8], addr: SocketAddr) -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_slice(signal).unwrap();
+    for c in v["iceCandidates"].as_array_mut().unwrap() {
+        c["address"] = addr.ip().to_string().into();
+        c["port"] = addr.port().into();
+    }
+    serde_json::to_vec(&v).unwrap()
+}
+
+/// The offerer sits behind a NAT that gives it a new outside port mid-run
+/// (a NAT rebinding). The answerer follows it on its next proven check:
+/// requests keep getting replies, neither side closes.
+pub async fn a_nat_rebinding_in_front_of_the_offerer_is_followed() {
+    let endpoint = Endpoint::bind(EndpointConfig::bind(localhost()))
+        .await
+        .unwrap();
+    let nat = Nat::start(endpoint.local_addrs()[0]);
+    let inside = nat.inside;
+    let offerer = Peer::new(PeerMeta::new("a", "s"), config()).await.unwrap();
+    let (offerer, answerer) = pair_with(offerer, move |_, offer| {
+        // The answerer can reach the offerer only through the NAT: the
+        // offer's own candidate is a port nobody reads.
+        let dead = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let offer = with_candidate(&offer, dead);
+        let (peer, answer) = endpoint.answer(PeerMeta::new("b", "s"), config(), &offer)?;
+        Ok((peer, with_candidate(&answer, inside)))
+    })
+    .await;
+    echo(&answerer, "b:");
+    let ask = || bounded(10, offerer.request("echo", Some(Bytes::from_static(b"x"))));
+    assert_eq!(ask().await.unwrap().as_deref(), Some(&b"b:x"[..]));
+
+    nat.rebind.store(true, Ordering::Relaxed);
+    let rebound = Instant::now();
+    // The answerer's replies still go to the old mapping until the
+    // offerer's next check (every second) shows the new one.
+    sleep(Duration::from_millis(100)).await;
+    assert_eq!(ask().await.unwrap().as_deref(), Some(&b"b:x"[..]));
+    let took = rebound.elapsed();
+    println!("first reply after the rebinding: {took:?}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    for _ in 0..20 {
+        assert_eq!(ask().await.unwrap().as_deref(), Some(&b"b:x"[..]));
+    }
+    assert_eq!(answerer.stats().await.core.remote_moves, 1);
+    assert!(!offerer.is_closed() && !answerer.is_closed());
+    offerer.close().await;
+}
