@@ -11,8 +11,8 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use relay_tokio::{TrackCodec, TrackMeta};
@@ -27,7 +27,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::session::{Notice, Origin, Packet, Session, Track};
+use crate::session::{Member, Notice, Origin, Packet, Session, Track};
 
 /// At most one keyframe request per track per this interval goes to a
 /// publisher's browser.
@@ -177,6 +177,56 @@ fn parse(data: &[u8]) -> Option<(String, serde_json::Value)> {
     Some((v.get("type")?.as_str()?.to_string(), v))
 }
 
+/// The browsers connected now (publishers and watchers), by id: the
+/// resource a WHIP or WHEP `DELETE` ends.
+#[derive(Debug, Default)]
+pub struct Clients {
+    clients: Mutex<HashMap<String, Client>>,
+}
+
+#[derive(Debug)]
+struct Client {
+    session: String,
+    stop: mpsc::UnboundedSender<Stop>,
+}
+
+/// Asks a client's task to end.
+#[derive(Debug)]
+struct Stop;
+
+impl Clients {
+    fn add(&self, id: &str, session: &str) -> mpsc::UnboundedReceiver<Stop> {
+        let (stop, rx) = mpsc::unbounded_channel();
+        let client = Client {
+            session: session.to_string(),
+            stop,
+        };
+        self.lock().insert(id.to_string(), client);
+        rx
+    }
+
+    fn remove(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    /// Ends the client `id` of `session`; `false` when there is none.
+    pub fn stop(&self, session: &str, id: &str) -> bool {
+        let mut clients = self.lock();
+        match clients.get(id) {
+            Some(c) if c.session == session => {
+                let _ = c.stop.send(Stop);
+                clients.remove(id);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Client>> {
+        self.clients.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 fn next_id(prefix: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
@@ -241,24 +291,46 @@ struct Incoming {
 /// packets arrive. Returns the SDP answer. `server` (this server's name)
 /// prefixes the publisher's id, which names its tracks' stream: ids stay
 /// apart from other servers' publishers when tracks meet across the relay.
+/// Also returns the publisher's id, the WHIP resource a `DELETE` ends.
 pub async fn publish(
     ip: IpAddr,
     server: &str,
     session: Arc<Session>,
+    clients: Arc<Clients>,
     offer: &str,
-) -> Result<String, OfferError> {
+) -> Result<(String, String), OfferError> {
     let (conn, answer) = Conn::accept(ip, offer).await?;
     let id = next_id(&format!("{server}-pub"));
     tracing::info!(session = %session.name, publisher = %id, "publisher joined");
-    tokio::spawn(run_publisher(conn, session, id));
-    Ok(answer)
+    let stop = clients.add(&id, &session.name);
+    let member = session.join();
+    let task_id = id.clone();
+    tokio::spawn(async move {
+        run_publisher(conn, session, task_id.clone(), stop).await;
+        clients.remove(&task_id);
+        drop(member);
+    });
+    Ok((answer, id))
 }
 
-async fn run_publisher(mut conn: Conn, session: Arc<Session>, id: String) {
+async fn run_publisher(
+    mut conn: Conn,
+    session: Arc<Session>,
+    id: String,
+    mut stop: mpsc::UnboundedReceiver<Stop>,
+) {
     let (commands_tx, mut commands) = mpsc::unbounded_channel();
     let mut incoming: HashMap<Mid, Incoming> = HashMap::new();
     loop {
-        match conn.next(&mut commands).await {
+        let wake = tokio::select! {
+            wake = conn.next(&mut commands) => wake,
+            _ = stop.recv() => {
+                tracing::info!(publisher = %id, "ended by DELETE");
+                conn.rtc.disconnect();
+                Wake::Closed
+            }
+        };
+        match wake {
             Wake::Closed => break,
             Wake::Command(PublisherCommand::Keyframe(mid)) => {
                 let Some(track) = incoming.get_mut(&mid) else {
@@ -403,7 +475,13 @@ struct Watcher {
 /// Accepts a WHEP offer. The offer needs a data channel: the session's
 /// tracks are offered to the browser over it, now and whenever they change.
 /// Returns the SDP answer.
-pub async fn watch(ip: IpAddr, session: Arc<Session>, offer: &str) -> Result<String, OfferError> {
+/// Also returns the watcher's id, the WHEP resource a `DELETE` ends.
+pub async fn watch(
+    ip: IpAddr,
+    session: Arc<Session>,
+    clients: Arc<Clients>,
+    offer: &str,
+) -> Result<(String, String), OfferError> {
     if !offer.contains("m=application") {
         return Err("the offer needs a data channel: tracks are offered over it".into());
     }
@@ -434,17 +512,35 @@ pub async fn watch(ip: IpAddr, session: Arc<Session>, offer: &str) -> Result<Str
         outgoing: HashMap::new(),
         pending: None,
     };
+    let stop = clients.add(&watcher.id, &watcher.session.name);
+    let member: Member = watcher.session.join();
+    let id = watcher.id.clone();
+    let task_id = id.clone();
     tokio::spawn(async move {
-        watcher.run(inbox).await;
+        watcher.run(inbox, stop).await;
         notices_task.abort();
+        clients.remove(&task_id);
+        drop(member);
     });
-    Ok(answer)
+    Ok((answer, id))
 }
 
 impl Watcher {
-    async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<WatcherCommand>) {
+    async fn run(
+        mut self,
+        mut inbox: mpsc::UnboundedReceiver<WatcherCommand>,
+        mut stop: mpsc::UnboundedReceiver<Stop>,
+    ) {
         loop {
-            match self.conn.next(&mut inbox).await {
+            let wake = tokio::select! {
+                wake = self.conn.next(&mut inbox) => wake,
+                _ = stop.recv() => {
+                    tracing::info!(watcher = %self.id, "ended by DELETE");
+                    self.conn.rtc.disconnect();
+                    Wake::Closed
+                }
+            };
+            match wake {
                 Wake::Closed => break,
                 Wake::Command(WatcherCommand::Rtp(track, packet)) => self.write(track, &packet),
                 Wake::Command(WatcherCommand::Notice(Notice::TracksChanged)) => self.sync(),

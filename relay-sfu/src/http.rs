@@ -66,6 +66,18 @@ async fn route(server: &Arc<Server>, req: Request<Incoming>) -> Reply {
     };
     match (&method, endpoint) {
         (&Method::GET, "") => reply(StatusCode::OK, "text/html; charset=utf-8", PAGE),
+        (&Method::GET, "sessions") if session.is_empty() => sessions(server),
+        (&Method::DELETE, "whip" | "whep") => {
+            // `DELETE /whip/{session}/{id}`: the resource POST gave.
+            let Some((session, id)) = session.split_once('/') else {
+                return refuse(StatusCode::NOT_FOUND, "DELETE the resource the POST gave");
+            };
+            if server.clients.stop(session, id) {
+                reply(StatusCode::OK, "text/plain", "ended\n")
+            } else {
+                refuse(StatusCode::NOT_FOUND, "no such publisher or watcher")
+            }
+        }
         (&Method::POST, "whip" | "whep") => {
             if session.is_empty()
                 || session.len() > 64
@@ -80,14 +92,23 @@ async fn route(server: &Arc<Server>, req: Request<Incoming>) -> Reply {
                 return refuse(StatusCode::PAYLOAD_TOO_LARGE, "offer too large");
             };
             let offer = String::from_utf8_lossy(&body);
-            let session = server.session(session);
+            let name = session;
+            let session = server.session(name);
+            let clients = server.clients.clone();
             let answer = if endpoint == "whip" {
-                crate::browser::publish(server.ip, &server.name, session, &offer).await
+                crate::browser::publish(server.ip, &server.name, session, clients, &offer).await
             } else {
-                crate::browser::watch(server.ip, session, &offer).await
+                crate::browser::watch(server.ip, session, clients, &offer).await
             };
             match answer {
-                Ok(sdp) => reply(StatusCode::CREATED, "application/sdp", sdp),
+                Ok((sdp, id)) => {
+                    let mut r = reply(StatusCode::CREATED, "application/sdp", sdp);
+                    let location = format!("/{endpoint}/{name}/{id}");
+                    if let Ok(v) = hyper::header::HeaderValue::from_str(&location) {
+                        r.headers_mut().insert(hyper::header::LOCATION, v);
+                    }
+                    r
+                }
                 Err(why) => refuse(StatusCode::BAD_REQUEST, &why),
             }
         }
@@ -100,11 +121,39 @@ async fn route(server: &Arc<Server>, req: Request<Incoming>) -> Reply {
             })
             .await
         }
-        (_, "" | "whip" | "whep" | "relay") => {
+        (_, "" | "whip" | "whep" | "relay" | "sessions") => {
             refuse(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
         _ => refuse(StatusCode::NOT_FOUND, "not found"),
     }
+}
+
+/// `GET /sessions`: each session with its members and tracks, as JSON.
+fn sessions(server: &Server) -> Reply {
+    let list: Vec<_> = server
+        .sessions()
+        .iter()
+        .map(|s| {
+            let tracks: Vec<_> = s
+                .tracks()
+                .iter()
+                .map(|t| {
+                    serde_json::json!({
+                        "stream": t.meta.stream_id,
+                        "track": t.meta.track_id,
+                        "codec": t.codec.mime_type,
+                        "origin": match t.origin {
+                            crate::session::Origin::Local => "local",
+                            crate::session::Origin::Relay => "relay",
+                        },
+                    })
+                })
+                .collect();
+            serde_json::json!({"name": s.name, "members": s.members(), "tracks": tracks})
+        })
+        .collect();
+    let body = serde_json::to_vec(&serde_json::json!({ "sessions": list })).unwrap_or_default();
+    reply(StatusCode::OK, "application/json", body)
 }
 
 async fn body(req: Request<Incoming>) -> Option<Bytes> {

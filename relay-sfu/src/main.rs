@@ -52,11 +52,18 @@ pub struct Server {
     pub ip: IpAddr,
     relay_to: Vec<String>,
     sessions: Sessions,
+    /// Browsers connected now, for WHIP/WHEP `DELETE`.
+    pub clients: Arc<browser::Clients>,
     /// Every relay peer, to close them all on SIGINT or SIGTERM.
     pub peers: relay_tokio::PeerSet,
 }
 
 impl Server {
+    /// Every session now.
+    pub fn sessions(&self) -> Vec<Arc<Session>> {
+        self.sessions.all()
+    }
+
     /// The session of that name; a new one starts relaying to every
     /// `--relay-to` server.
     pub fn session(&self, name: &str) -> Arc<Session> {
@@ -106,6 +113,7 @@ async fn main() {
         ip: args.public_ip,
         relay_to: args.relay_to,
         sessions: Sessions::default(),
+        clients: Default::default(),
         peers: Default::default(),
     });
     println!("relay-sfu {} on http://{}/", server.name, args.listen);

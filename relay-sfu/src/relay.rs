@@ -48,6 +48,9 @@ pub async fn relay_session(
     loop {
         // Connect only when there is something to relay.
         while local_tracks(&session).is_empty() {
+            if session.is_ended() {
+                return;
+            }
             if let Err(broadcast::error::RecvError::Closed) = notices.recv().await {
                 return;
             }

@@ -6,8 +6,8 @@
 //! keyframes.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Instant;
 
 use relay_tokio::{TrackCodec, TrackMeta};
@@ -126,6 +126,8 @@ pub enum Notice {
     },
 }
 
+type Registry = Mutex<HashMap<String, Arc<Session>>>;
+
 /// A room: published tracks, and notices for whoever takes part.
 #[derive(Debug)]
 pub struct Session {
@@ -133,6 +135,23 @@ pub struct Session {
     pub name: String,
     tracks: Mutex<Vec<Arc<Track>>>,
     notices: broadcast::Sender<Notice>,
+    /// Publishers and watchers on this server now.
+    members: AtomicUsize,
+    /// Forgotten: no member and no track was left. Its relays end.
+    ended: AtomicBool,
+    registry: Weak<Registry>,
+}
+
+/// A publisher or watcher taking part in a session; the session is
+/// forgotten when the last one leaves and no track is left.
+#[derive(Debug)]
+pub struct Member(Arc<Session>);
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.0.members.fetch_sub(1, Ordering::SeqCst);
+        self.0.forget_if_empty();
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -140,11 +159,53 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Session {
-    fn new(name: &str) -> Session {
+    fn new(name: &str, registry: Weak<Registry>) -> Session {
         Session {
             name: name.to_string(),
             tracks: Mutex::new(Vec::new()),
             notices: broadcast::channel(256).0,
+            members: AtomicUsize::new(0),
+            ended: AtomicBool::new(false),
+            registry,
+        }
+    }
+
+    /// Takes part until the returned guard is dropped.
+    pub fn join(self: &Arc<Self>) -> Member {
+        self.members.fetch_add(1, Ordering::SeqCst);
+        Member(self.clone())
+    }
+
+    /// Publishers and watchers on this server now.
+    pub fn members(&self) -> usize {
+        self.members.load(Ordering::SeqCst)
+    }
+
+    /// Forgotten by the server: its relays end, nobody joins it again (a new
+    /// session of the same name is made instead).
+    pub fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
+    }
+
+    /// Forgets the session when nobody takes part and no track is left
+    /// (a relayed track keeps it: its relay peer feeds this session).
+    fn forget_if_empty(self: &Arc<Self>) {
+        let Some(registry) = self.registry.upgrade() else {
+            return;
+        };
+        let mut sessions = lock(&registry);
+        if self.members() > 0 || !lock(&self.tracks).is_empty() {
+            return;
+        }
+        if sessions
+            .get(&self.name)
+            .is_some_and(|s| Arc::ptr_eq(s, self))
+        {
+            sessions.remove(&self.name);
+            self.ended.store(true, Ordering::SeqCst);
+            tracing::info!(session = %self.name, "session forgotten: no publisher, watcher or track left");
+            // Wakes the session's relays, which then see it ended.
+            let _ = self.notices.send(Notice::TracksChanged);
         }
     }
 
@@ -167,10 +228,11 @@ impl Session {
     }
 
     /// Withdraws a track.
-    pub fn remove_track(&self, id: u64) {
+    pub fn remove_track(self: &Arc<Self>, id: u64) {
         lock(&self.tracks).retain(|t| t.id != id);
         tracing::info!(session = %self.name, id, "track removed");
         let _ = self.notices.send(Notice::TracksChanged);
+        self.forget_if_empty();
     }
 
     /// Fans a publisher's message out to the session's members.
@@ -186,7 +248,7 @@ impl Session {
 /// All sessions of this server, by name.
 #[derive(Debug, Default)]
 pub struct Sessions {
-    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    sessions: Arc<Registry>,
 }
 
 impl Sessions {
@@ -196,8 +258,15 @@ impl Sessions {
         if let Some(s) = sessions.get(name) {
             return (s.clone(), false);
         }
-        let s = Arc::new(Session::new(name));
+        let s = Arc::new(Session::new(name, Arc::downgrade(&self.sessions)));
         sessions.insert(name.to_string(), s.clone());
         (s, true)
+    }
+
+    /// Every session now, by name.
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        let mut all: Vec<_> = lock(&self.sessions).values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
     }
 }
