@@ -305,8 +305,9 @@ pub async fn publish(
     let stop = clients.add(&id, &session.name);
     let member = session.join();
     let task_id = id.clone();
+    let server = server.to_string();
     tokio::spawn(async move {
-        run_publisher(conn, session, task_id.clone(), stop).await;
+        run_publisher(conn, session, server, task_id.clone(), stop).await;
         clients.remove(&task_id);
         drop(member);
     });
@@ -316,6 +317,7 @@ pub async fn publish(
 async fn run_publisher(
     mut conn: Conn,
     session: Arc<Session>,
+    server: String,
     id: String,
     mut stop: mpsc::UnboundedReceiver<Stop>,
 ) {
@@ -351,6 +353,7 @@ async fn run_publisher(
             Wake::Event(Event::RtpPacket(packet)) => on_publisher_rtp(
                 &mut conn,
                 &session,
+                &server,
                 &id,
                 &commands_tx,
                 &mut incoming,
@@ -381,6 +384,7 @@ async fn run_publisher(
 fn on_publisher_rtp(
     conn: &mut Conn,
     session: &Session,
+    server: &str,
     publisher: &str,
     commands: &mpsc::UnboundedSender<PublisherCommand>,
     incoming: &mut HashMap<Mid, Incoming>,
@@ -412,9 +416,15 @@ fn on_publisher_rtp(
             // must not see two tracks with one id (its msid).
             let meta = TrackMeta::new(publisher, format!("{publisher}-{kind}-{mid}"));
             let commands = commands.clone();
-            let (track, packets) = Track::new(meta, codec, Origin::Local, move || {
-                let _ = commands.send(PublisherCommand::Keyframe(mid));
-            });
+            let (track, packets) = Track::new(
+                meta,
+                codec,
+                Origin::Local,
+                vec![server.to_string()],
+                move || {
+                    let _ = commands.send(PublisherCommand::Keyframe(mid));
+                },
+            );
             session.add_track(track.clone());
             e.insert(Incoming {
                 track,
@@ -513,7 +523,7 @@ pub async fn watch(
         pending: None,
     };
     let stop = clients.add(&watcher.id, &watcher.session.name);
-    let member: Member = watcher.session.join();
+    let member: Member = watcher.session.join_watcher();
     let id = watcher.id.clone();
     let task_id = id.clone();
     tokio::spawn(async move {

@@ -67,6 +67,7 @@ async fn route(server: &Arc<Server>, req: Request<Incoming>) -> Reply {
     match (&method, endpoint) {
         (&Method::GET, "") => reply(StatusCode::OK, "text/html; charset=utf-8", PAGE),
         (&Method::GET, "sessions") if session.is_empty() => sessions(server),
+        (&Method::GET, "cluster") if session.is_empty() => cluster(server),
         (&Method::DELETE, "whip" | "whep") => {
             // `DELETE /whip/{session}/{id}`: the resource POST gave.
             let Some((session, id)) = session.split_once('/') else {
@@ -79,10 +80,7 @@ async fn route(server: &Arc<Server>, req: Request<Incoming>) -> Reply {
             }
         }
         (&Method::POST, "whip" | "whep") => {
-            if session.is_empty()
-                || session.len() > 64
-                || !(session.bytes()).all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
-            {
+            if !crate::valid_session_name(session) {
                 return refuse(
                     StatusCode::BAD_REQUEST,
                     "session names are 1 to 64 of A-Z a-z 0-9 - _",
@@ -121,7 +119,7 @@ async fn route(server: &Arc<Server>, req: Request<Incoming>) -> Reply {
             })
             .await
         }
-        (_, "" | "whip" | "whep" | "relay" | "sessions") => {
+        (_, "" | "whip" | "whep" | "relay" | "sessions" | "cluster") => {
             refuse(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
         _ => refuse(StatusCode::NOT_FOUND, "not found"),
@@ -146,14 +144,41 @@ fn sessions(server: &Server) -> Reply {
                             crate::session::Origin::Local => "local",
                             crate::session::Origin::Relay => "relay",
                         },
+                        "path": t.path,
+                        "keyframe_requests": t.keyframe_requests(),
                     })
                 })
                 .collect();
-            serde_json::json!({"name": s.name, "members": s.members(), "tracks": tracks})
+            let relays: Vec<_> = (s.relays().into_iter())
+                .map(|r| serde_json::json!({"remote": r.remote, "direction": r.direction, "via": r.via}))
+                .collect();
+            serde_json::json!({
+                "name": s.name,
+                "members": s.members(),
+                "watchers": s.watchers(),
+                "tracks": tracks,
+                "relays": relays,
+            })
         })
         .collect();
     let body = serde_json::to_vec(&serde_json::json!({ "sessions": list })).unwrap_or_default();
     reply(StatusCode::OK, "application/json", body)
+}
+
+/// `GET /cluster`: this server's name and the servers it hears on NATS.
+fn cluster(server: &Server) -> Reply {
+    let servers: Vec<_> = (server.cluster.iter())
+        .flat_map(|c| c.servers())
+        .map(|(name, age, tracks)| {
+            serde_json::json!({"name": name, "heard_ms_ago": age.as_millis() as u64, "tracks": tracks})
+        })
+        .collect();
+    let body = serde_json::json!({
+        "name": server.name,
+        "nats": server.cluster.is_some(),
+        "servers": servers,
+    });
+    reply(StatusCode::OK, "application/json", body.to_string())
 }
 
 async fn body(req: Request<Incoming>) -> Option<Bytes> {

@@ -4,14 +4,19 @@
 //! (`POST /whep/{session}`); the page at `/` does both. With
 //! `--relay-to URL` the server relays each session's publishers to another
 //! server, which serves them to its own watchers (`POST /relay`, ion-sfu's
-//! `add_relay_peer`). See the README's "relay-sfu" section.
+//! `add_relay_peer`). With `--nats URL` servers form a cluster: they find
+//! each other on NATS and pull a session's tracks while they have a watcher
+//! for it, across any number of hops (`cluster.rs`, docs/cluster.md). See
+//! the README's "relay-sfu" section.
 #![forbid(unsafe_code)]
 
 mod browser;
+mod cluster;
 mod http;
 mod relay;
 mod session;
 
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,9 +40,18 @@ struct Args {
     /// endpoint (`http://host:port/relay`); repeat for several servers.
     #[arg(long, value_name = "URL")]
     relay_to: Vec<String>,
-    /// This server's name toward other servers (the relay peer id).
+    /// This server's name toward other servers (the relay peer id, and its
+    /// name in the cluster): 1 to 64 of A-Z a-z 0-9 - _.
     #[arg(long)]
     name: Option<String>,
+    /// Join the cluster on this NATS server: find the other servers there,
+    /// and pull a session's tracks from them while it has a watcher here.
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
+    /// With --nats: the only servers to pull tracks from and feed them to
+    /// (comma-separated names; default all).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    peers: Vec<String>,
     /// Log filter, such as `info` or `relay_sfu=debug`.
     #[arg(long, default_value = "relay_sfu=info")]
     log: String,
@@ -56,6 +70,16 @@ pub struct Server {
     pub clients: Arc<browser::Clients>,
     /// Every relay peer, to close them all on SIGINT or SIGTERM.
     pub peers: relay_tokio::PeerSet,
+    /// The NATS cluster, with `--nats`.
+    pub cluster: Option<Arc<cluster::Cluster>>,
+}
+
+/// Session and server names: 1 to 64 of A-Z a-z 0-9 - _ (they appear in
+/// URLs and NATS subjects).
+pub fn valid_session_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && (name.bytes()).all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
 }
 
 impl Server {
@@ -108,6 +132,27 @@ async fn main() {
         }
     };
     let name = (args.name).unwrap_or_else(|| format!("sfu-{}", std::process::id()));
+    if !valid_session_name(&name) {
+        eprintln!("relay-sfu: --name takes 1 to 64 of A-Z a-z 0-9 - _");
+        std::process::exit(2);
+    }
+    let cluster = match &args.nats {
+        Some(url) => {
+            let allow = (!args.peers.is_empty()).then(|| args.peers.iter().cloned().collect());
+            match cluster::Cluster::connect(url, &name, allow).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    eprintln!("relay-sfu: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        None if !args.peers.is_empty() => {
+            eprintln!("relay-sfu: --peers needs --nats");
+            std::process::exit(2);
+        }
+        None => None,
+    };
     let server = Arc::new(Server {
         name,
         ip: args.public_ip,
@@ -115,10 +160,22 @@ async fn main() {
         sessions: Sessions::default(),
         clients: Default::default(),
         peers: Default::default(),
+        cluster: cluster.clone(),
     });
     println!("relay-sfu {} on http://{}/", server.name, args.listen);
     for url in &server.relay_to {
         println!("relaying publishers to {url}");
+    }
+    if let (Some(c), Some(url)) = (cluster.clone(), &args.nats) {
+        let peers: HashSet<&String> = args.peers.iter().collect();
+        if peers.is_empty() {
+            println!("cluster on {url}");
+        } else {
+            let mut peers: Vec<_> = peers.into_iter().map(String::as_str).collect();
+            peers.sort();
+            println!("cluster on {url}, with {}", peers.join(", "));
+        }
+        tokio::spawn(cluster::run(server.clone(), c));
     }
     tokio::select! {
         _ = http::serve(listener, server.clone()) => {}
@@ -129,6 +186,9 @@ async fn main() {
             }
         } => {
             // Each other server learns at once, not from ICE seconds later.
+            if let Some(c) = &server.cluster {
+                c.leave().await;
+            }
             let open = server.peers.len();
             let closed = server.peers.close_all(Duration::from_secs(1)).await;
             println!("relay-sfu: {signal}: closed {closed} of {open} relay peers");

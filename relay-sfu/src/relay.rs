@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,12 +20,20 @@ use relay_tokio::{Config, Error, KeyframeKind, Peer, PeerMeta, PeerSet, RemoteTr
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::session::{Notice, Origin, Packet, Session, Track};
+use crate::session::{Notice, Origin, Packet, RelayInfo, Session, Track};
 
 /// Event name of a publisher's data-channel message on the relay.
 pub const MESSAGE_EVENT: &str = "sfu.message";
 
-fn relay_config(ip: IpAddr) -> Config {
+/// Event name of the path of the track added next (sent just before the
+/// track is added, on the same ordered channel):
+/// `{"stream":S,"track":T,"path":["A","B"]}`, the track's origin first.
+pub const TRACK_EVENT: &str = "sfu.track";
+
+/// The paths the remote gave for the tracks it adds, by (stream, track).
+pub type Paths = Arc<Mutex<HashMap<(String, String), Vec<String>>>>;
+
+pub(crate) fn relay_config(ip: IpAddr) -> Config {
     Config::bind(vec![SocketAddr::new(ip, 0)])
 }
 
@@ -69,7 +77,7 @@ pub async fn relay_session(
 }
 
 async fn run_outbound(
-    session: &Session,
+    session: &Arc<Session>,
     url: &str,
     meta: PeerMeta,
     ip: IpAddr,
@@ -78,26 +86,17 @@ async fn run_outbound(
 ) -> Result<(), Error> {
     let peer = Peer::new(meta, relay_config(ip)).await?;
     peers.insert(&peer);
+    let _listed = session.add_relay(RelayInfo {
+        remote: url.to_string(),
+        direction: "out",
+        via: "http",
+    });
     peer.offer(|meta, offer| async move { relay_http::post_offer(url, &meta, offer, None).await })
         .await?;
     tracing::info!(session = %session.name, %url, "relay ready");
-    // Track id -> the task forwarding it (it owns the relay's LocalTrack:
-    // aborting it removes the track on the remote).
-    let mut relayed: HashMap<u64, JoinHandle<()>> = HashMap::new();
+    let mut relayed = Forwarding::default();
     loop {
-        let tracks = local_tracks(session);
-        relayed.retain(|id, task| {
-            let keep = tracks.iter().any(|t| t.id == *id);
-            if !keep {
-                task.abort();
-            }
-            keep
-        });
-        for track in tracks {
-            relayed
-                .entry(track.id)
-                .or_insert_with(|| tokio::spawn(forward(peer.clone(), track)));
-        }
+        relayed.sync(&peer, local_tracks(session));
         if relayed.is_empty() {
             peer.close().await;
             return Ok(());
@@ -115,22 +114,67 @@ async fn run_outbound(
                 }
             },
             reason = peer.closed() => {
-                for task in relayed.values() {
-                    task.abort();
-                }
                 return Err(Error::Closed(reason));
             }
         }
     }
 }
 
-/// Adds one local track to the relay peer and forwards its packets, and
-/// the remote's keyframe requests back to the publisher, until the track
-/// ends; then removes it.
-async fn forward(peer: Peer, track: Arc<Track>) {
+/// The tasks forwarding tracks over one relay peer, by track id. Each owns
+/// its relay `LocalTrack`, so ending the task (or dropping this) removes the
+/// track on the remote.
+#[derive(Default)]
+pub struct Forwarding(HashMap<u64, JoinHandle<()>>);
+
+impl Forwarding {
+    /// Forwards exactly `tracks` over `peer`: starts the new ones and ends
+    /// the others.
+    pub fn sync(&mut self, peer: &Peer, tracks: Vec<Arc<Track>>) {
+        self.0.retain(|id, task| {
+            let keep = tracks.iter().any(|t| t.id == *id);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for track in tracks {
+            (self.0.entry(track.id)).or_insert_with(|| tokio::spawn(forward(peer.clone(), track)));
+        }
+    }
+
+    /// Nothing is forwarded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Drop for Forwarding {
+    fn drop(&mut self) {
+        for task in self.0.values() {
+            task.abort();
+        }
+    }
+}
+
+/// Adds one track to the relay peer and forwards its packets, and the
+/// remote's keyframe requests back to the source, until the track ends;
+/// then removes it. The track's path goes first ([`TRACK_EVENT`]).
+pub async fn forward(peer: Peer, track: Arc<Track>) {
     let Some(mut packets) = track.subscribe() else {
         return;
     };
+    let path = serde_json::json!({
+        "stream": track.meta.stream_id,
+        "track": track.meta.track_id,
+        "path": track.path,
+    });
+    if let Err(e) = peer
+        .emit(TRACK_EVENT, Some(Bytes::from(path.to_string())))
+        .await
+    {
+        tracing::debug!(track = ?track, "relay closed before the track was added: {e}");
+        return;
+    }
     let local = match peer
         .add_track(track.meta.clone(), track.codec.clone())
         .await
@@ -186,38 +230,84 @@ pub async fn accept(
     sessions.peers.insert(&peer);
     let session = sessions.session(&meta.session_id);
     tracing::info!(session = %session.name, remote = %meta.peer_id, "relay peer added");
-    let s = session.clone();
-    peer.on_track(move |remote| {
-        tokio::spawn(ingest(s.clone(), remote));
+    let listed = session.add_relay(RelayInfo {
+        remote: meta.peer_id.clone(),
+        direction: "in",
+        via: "http",
     });
-    let s = session.clone();
-    peer.on_request(move |req| {
-        if req.event() == MESSAGE_EVENT {
-            let m: Option<serde_json::Value> =
-                req.payload().and_then(|p| serde_json::from_slice(p).ok());
-            if let Some(m) = m {
-                let from = m["from"].as_str().unwrap_or_default();
-                s.message(from, m["text"].as_str().unwrap_or_default(), Origin::Relay);
-            }
-        }
-        req.ignore();
-    });
+    take_tracks(&peer, &session, &meta.peer_id, &sessions.name);
     tokio::spawn(async move {
         let reason = peer.closed().await;
+        drop(listed);
         tracing::info!(session = %session.name, remote = %meta.peer_id, "relay peer closed: {reason}");
     });
     Ok(answer)
 }
 
+/// Makes the tracks `remote` (a server) adds on `peer` tracks of `session`,
+/// with the paths it gives ([`TRACK_EVENT`]) and `us` appended, and its
+/// publishers' messages the session's.
+pub fn take_tracks(peer: &Peer, session: &Arc<Session>, remote: &str, us: &str) {
+    let paths = Paths::default();
+    let (s, p, r, us) = (
+        session.clone(),
+        paths.clone(),
+        remote.to_string(),
+        us.to_string(),
+    );
+    peer.on_track(move |track| {
+        let key = (
+            track.meta().stream_id.clone(),
+            track.meta().track_id.clone(),
+        );
+        let given = p
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key);
+        let mut path = given.unwrap_or_else(|| vec![r.clone()]);
+        path.push(us.clone());
+        tokio::spawn(ingest(s.clone(), track, path));
+    });
+    let s = session.clone();
+    peer.on_request(move |req| {
+        let m: Option<serde_json::Value> =
+            req.payload().and_then(|p| serde_json::from_slice(p).ok());
+        match (req.event(), m) {
+            (MESSAGE_EVENT, Some(m)) => {
+                let from = m["from"].as_str().unwrap_or_default();
+                s.message(from, m["text"].as_str().unwrap_or_default(), Origin::Relay);
+            }
+            (TRACK_EVENT, Some(m)) => {
+                let key = (
+                    m["stream"].as_str().unwrap_or_default().to_string(),
+                    m["track"].as_str().unwrap_or_default().to_string(),
+                );
+                let path: Vec<String> = (m["path"].as_array().into_iter().flatten())
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .take(64)
+                    .collect();
+                let mut paths = paths.lock().unwrap_or_else(PoisonError::into_inner);
+                // Bounded: a path is taken by the track that follows it.
+                if paths.len() < 1024 {
+                    paths.insert(key, path);
+                }
+            }
+            _ => {}
+        }
+        req.ignore();
+    });
+}
+
 /// A remote track becomes a track of the session until the remote removes
 /// it (or the peer closes); watchers' keyframe requests go back over the
 /// relay.
-async fn ingest(session: Arc<Session>, remote: RemoteTrack) {
+async fn ingest(session: Arc<Session>, remote: RemoteTrack, path: Vec<String>) {
     let (keyframes_tx, mut keyframes) = mpsc::channel(1);
     let (track, packets) = Track::new(
         remote.meta().clone(),
         remote.codec().clone(),
         Origin::Relay,
+        path,
         move || {
             let _ = keyframes_tx.try_send(());
         },

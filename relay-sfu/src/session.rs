@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use relay_tokio::{TrackCodec, TrackMeta};
 use str0m::media::MediaKind;
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 
 /// Packets a slow subscriber may fall behind before it loses some.
 const TRACK_BUFFER: usize = 512;
@@ -53,6 +53,11 @@ pub struct Track {
     pub codec: TrackCodec,
     /// Local or relayed.
     pub origin: Origin,
+    /// The servers the track crossed, its origin first and this server
+    /// last: a track is never relayed to a server on its path.
+    pub path: Vec<String>,
+    /// Keyframe requests made of the source so far.
+    keyframe_requests: AtomicU64,
     /// The source owns the sender: when it drops it, every subscriber's
     /// receiver ends.
     packets: broadcast::WeakSender<Arc<Packet>>,
@@ -66,6 +71,7 @@ impl std::fmt::Debug for Track {
             .field("meta", &self.meta)
             .field("codec", &self.codec.mime_type)
             .field("origin", &self.origin)
+            .field("path", &self.path)
             .finish_non_exhaustive()
     }
 }
@@ -73,11 +79,13 @@ impl std::fmt::Debug for Track {
 impl Track {
     /// A new track and the sender its source writes packets to. Dropping
     /// the sender ends the track for its subscribers; `keyframe` is how a
-    /// subscriber asks the source for a keyframe.
+    /// subscriber asks the source for a keyframe. `path` lists the servers
+    /// the track crossed, its origin first and this server last.
     pub fn new(
         meta: TrackMeta,
         codec: TrackCodec,
         origin: Origin,
+        path: Vec<String>,
         keyframe: impl Fn() + Send + Sync + 'static,
     ) -> (Arc<Track>, broadcast::Sender<Arc<Packet>>) {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -93,6 +101,8 @@ impl Track {
             kind,
             codec,
             origin,
+            path,
+            keyframe_requests: AtomicU64::new(0),
             packets: sender.downgrade(),
             keyframe: Box::new(keyframe),
         };
@@ -106,7 +116,18 @@ impl Track {
 
     /// Asks the source for a keyframe (the source rate-limits).
     pub fn request_keyframe(&self) {
+        self.keyframe_requests.fetch_add(1, Ordering::Relaxed);
         (self.keyframe)()
+    }
+
+    /// Keyframe requests made of the source so far.
+    pub fn keyframe_requests(&self) -> u64 {
+        self.keyframe_requests.load(Ordering::Relaxed)
+    }
+
+    /// The server the track was published on.
+    pub fn origin_server(&self) -> &str {
+        self.path.first().map(String::as_str).unwrap_or_default()
     }
 }
 
@@ -135,22 +156,60 @@ pub struct Session {
     pub name: String,
     tracks: Mutex<Vec<Arc<Track>>>,
     notices: broadcast::Sender<Notice>,
-    /// Publishers and watchers on this server now.
+    /// Publishers and watchers on this server now, and other servers'
+    /// relays that feed on it.
     members: AtomicUsize,
+    /// Watchers on this server now.
+    watchers: AtomicUsize,
+    /// Relay peers carrying this session's tracks, by a local id.
+    relays: Mutex<HashMap<u64, RelayInfo>>,
+    /// Told of every change of members, watchers and tracks.
+    changed: Arc<Notify>,
     /// Forgotten: no member and no track was left. Its relays end.
     ended: AtomicBool,
     registry: Weak<Registry>,
 }
 
-/// A publisher or watcher taking part in a session; the session is
-/// forgotten when the last one leaves and no track is left.
+/// A publisher, watcher or feeding relay taking part in a session; the
+/// session is forgotten when the last one leaves and no track is left.
 #[derive(Debug)]
-pub struct Member(Arc<Session>);
+pub struct Member {
+    session: Arc<Session>,
+    watcher: bool,
+}
 
 impl Drop for Member {
     fn drop(&mut self) {
-        self.0.members.fetch_sub(1, Ordering::SeqCst);
-        self.0.forget_if_empty();
+        if self.watcher {
+            self.session.watchers.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.session.members.fetch_sub(1, Ordering::SeqCst);
+        self.session.changed.notify_one();
+        self.session.forget_if_empty();
+    }
+}
+
+/// A relay peer that carries a session's tracks, as `GET /sessions` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayInfo {
+    /// The other server.
+    pub remote: String,
+    /// `"in"`: tracks come to us over it; `"out"`: we send ours.
+    pub direction: &'static str,
+    /// How it was set up: `"http"` or `"nats"`.
+    pub via: &'static str,
+}
+
+/// Listed in [`Session::relays`] until dropped.
+#[derive(Debug)]
+pub struct RelayGuard {
+    session: Arc<Session>,
+    id: u64,
+}
+
+impl Drop for RelayGuard {
+    fn drop(&mut self) {
+        lock(&self.session.relays).remove(&self.id);
     }
 }
 
@@ -159,12 +218,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Session {
-    fn new(name: &str, registry: Weak<Registry>) -> Session {
+    fn new(name: &str, registry: Weak<Registry>, changed: Arc<Notify>) -> Session {
         Session {
             name: name.to_string(),
             tracks: Mutex::new(Vec::new()),
             notices: broadcast::channel(256).0,
             members: AtomicUsize::new(0),
+            watchers: AtomicUsize::new(0),
+            relays: Mutex::new(HashMap::new()),
+            changed,
             ended: AtomicBool::new(false),
             registry,
         }
@@ -173,12 +235,48 @@ impl Session {
     /// Takes part until the returned guard is dropped.
     pub fn join(self: &Arc<Self>) -> Member {
         self.members.fetch_add(1, Ordering::SeqCst);
-        Member(self.clone())
+        self.changed.notify_one();
+        Member {
+            session: self.clone(),
+            watcher: false,
+        }
     }
 
-    /// Publishers and watchers on this server now.
+    /// Watches until the returned guard is dropped: while a session has a
+    /// watcher, a cluster server pulls the session's tracks from the others.
+    pub fn join_watcher(self: &Arc<Self>) -> Member {
+        self.watchers.fetch_add(1, Ordering::SeqCst);
+        let mut member = self.join();
+        member.watcher = true;
+        member
+    }
+
+    /// Publishers, watchers and feeding relays on this server now.
     pub fn members(&self) -> usize {
         self.members.load(Ordering::SeqCst)
+    }
+
+    /// Watchers on this server now.
+    pub fn watchers(&self) -> usize {
+        self.watchers.load(Ordering::SeqCst)
+    }
+
+    /// Lists a relay peer of this session until the guard is dropped.
+    pub fn add_relay(self: &Arc<Self>, info: RelayInfo) -> RelayGuard {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        lock(&self.relays).insert(id, info);
+        RelayGuard {
+            session: self.clone(),
+            id,
+        }
+    }
+
+    /// The relay peers carrying this session's tracks now.
+    pub fn relays(&self) -> Vec<RelayInfo> {
+        let mut all: Vec<_> = lock(&self.relays).values().cloned().collect();
+        all.sort_by(|a, b| (&a.remote, a.direction).cmp(&(&b.remote, b.direction)));
+        all
     }
 
     /// Forgotten by the server: its relays end, nobody joins it again (a new
@@ -203,6 +301,7 @@ impl Session {
         {
             sessions.remove(&self.name);
             self.ended.store(true, Ordering::SeqCst);
+            self.changed.notify_one();
             tracing::info!(session = %self.name, "session forgotten: no publisher, watcher or track left");
             // Wakes the session's relays, which then see it ended.
             let _ = self.notices.send(Notice::TracksChanged);
@@ -225,6 +324,7 @@ impl Session {
         tracing::info!(session = %self.name, track = ?track, "track added");
         lock(&self.tracks).push(track);
         let _ = self.notices.send(Notice::TracksChanged);
+        self.changed.notify_one();
     }
 
     /// Withdraws a track.
@@ -232,6 +332,7 @@ impl Session {
         lock(&self.tracks).retain(|t| t.id != id);
         tracing::info!(session = %self.name, id, "track removed");
         let _ = self.notices.send(Notice::TracksChanged);
+        self.changed.notify_one();
         self.forget_if_empty();
     }
 
@@ -249,6 +350,7 @@ impl Session {
 #[derive(Debug, Default)]
 pub struct Sessions {
     sessions: Arc<Registry>,
+    changed: Arc<Notify>,
 }
 
 impl Sessions {
@@ -258,9 +360,18 @@ impl Sessions {
         if let Some(s) = sessions.get(name) {
             return (s.clone(), false);
         }
-        let s = Arc::new(Session::new(name, Arc::downgrade(&self.sessions)));
+        let s = Arc::new(Session::new(
+            name,
+            Arc::downgrade(&self.sessions),
+            self.changed.clone(),
+        ));
         sessions.insert(name.to_string(), s.clone());
         (s, true)
+    }
+
+    /// Notified when any session's members, watchers or tracks change.
+    pub fn changed(&self) -> &Notify {
+        &self.changed
     }
 
     /// Every session now, by name.
