@@ -179,6 +179,36 @@ fn run_av(
     (vs, aus)
 }
 
+/// A packet written leaves in the same call, at the time it was written:
+/// no timer wake-up stands between `write_rtp` and its datagram (one such
+/// wake-up cost 1-2 ms per hop on real sockets).
+#[test]
+fn a_written_packet_is_transmitted_at_once() {
+    let mut pair = connected(21, NetConfig::ideal());
+    let (tx, _) = video_track(&mut pair);
+    pair.drive_for(Duration::from_millis(100));
+    for seq in 1..=20u16 {
+        pair.collect();
+        let now = pair.now;
+        let peer = pair.peer(Side::A);
+        peer.write_rtp(now, tx, packet(96, seq, 3000, seq % 10 == 0, vec![7; 1000]))
+            .unwrap();
+        let mut rtp = 0;
+        while let Some(t) = peer.poll_transmit() {
+            // SRTP leaves the RTP header in the clear: version 2, type 96.
+            if t.contents.len() > 12 && t.contents[0] >> 6 == 2 && t.contents[1] & 0x7f == 96 {
+                rtp += 1;
+            }
+        }
+        assert_eq!(rtp, 1, "packet {seq} went out with its write");
+        assert!(
+            peer.poll_timeout().is_none_or(|d| d > now),
+            "no deadline already due after the write"
+        );
+        pair.drive_for(Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn thirty_seconds_of_video_and_audio_cross_intact() {
     let mut pair = connected(1, NetConfig::rtt(Duration::from_millis(20)));

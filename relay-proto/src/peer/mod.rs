@@ -53,6 +53,10 @@ const GO_COUNTER_STREAM: u16 = 1;
 /// it literally would spin without time moving.
 const MIN_WAKE: Duration = Duration::from_millis(1);
 
+/// How many deadlines at or before the time just handled one poll of the
+/// `Rtc` serves at once before falling back to [`MIN_WAKE`].
+const MAX_DUE_NOW: u32 = 4;
+
 /// Send-buffer level under which str0m reports room on the signalling
 /// channel, and on the application's channels.
 const SIGNAL_LOW_WATER: usize = 64 * 1024;
@@ -498,6 +502,8 @@ impl Peer {
     fn poll_rtc(&mut self) {
         // Bounded: a str0m that keeps erroring while alive cannot spin us.
         let mut errors = 0;
+        // Timeouts at or before the time just handled, served at once.
+        let mut due_now = 0;
         loop {
             match self.rtc.poll_output() {
                 Ok(Output::Transmit(t)) => {
@@ -512,6 +518,19 @@ impl Peer {
                 }
                 Ok(Output::Event(e)) => self.on_rtc_event(e),
                 Ok(Output::Timeout(t)) => {
+                    // str0m's pacer sends media written since its last
+                    // timeout only from the next one, and names a deadline
+                    // at once for it. Served here, at the time already
+                    // handled, a packet leaves in this call rather than a
+                    // timer wake-up (1-2 ms) later. Bounded, so a deadline
+                    // that stays due cannot spin us; then the floor holds.
+                    if t <= self.last_now && due_now < MAX_DUE_NOW && self.rtc.is_alive() {
+                        due_now += 1;
+                        if let Err(e) = self.rtc.handle_input(Input::Timeout(self.last_now)) {
+                            self.on_rtc_error(e);
+                        }
+                        continue;
+                    }
                     let floor = self.last_now + MIN_WAKE;
                     self.rtc_deadline = Some(if t < floor { floor } else { t });
                     return;
