@@ -1,20 +1,6 @@
-//! `relay-sfu`: a small SFU that cascades over the relay.
-//!
-//! Browsers publish with WHIP (`POST /whip/{session}`) and watch with WHEP
-//! (`POST /whep/{session}`); the page at `/` does both. With
-//! `--relay-to URL` the server relays each session's publishers to another
-//! server, which serves them to its own watchers (`POST /relay`, ion-sfu's
-//! `add_relay_peer`). With `--nats URL` servers form a cluster: they find
-//! each other on NATS and pull a session's tracks while they have a watcher
-//! for it, across any number of hops (`cluster.rs`, docs/cluster.md). See
-//! the README's "relay-sfu" section.
+//! The `relay-sfu` command: see the library's docs and the README's
+//! "relay-sfu" section.
 #![forbid(unsafe_code)]
-
-mod browser;
-mod cluster;
-mod http;
-mod relay;
-mod session;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -22,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use session::{Session, Sessions};
+use relay_sfu::{Server, cluster, http, valid_session_name};
 
 /// A small SFU: WHIP and WHEP for browsers, and cascading to other servers
 /// over the relay.
@@ -55,57 +41,6 @@ struct Args {
     /// Log filter, such as `info` or `relay_sfu=debug`.
     #[arg(long, default_value = "relay_sfu=info")]
     log: String,
-}
-
-/// What the HTTP handlers share.
-#[derive(Debug)]
-pub struct Server {
-    /// Our name toward other servers.
-    pub name: String,
-    /// The address media sockets bind.
-    pub ip: IpAddr,
-    relay_to: Vec<String>,
-    sessions: Sessions,
-    /// Browsers connected now, for WHIP/WHEP `DELETE`.
-    pub clients: Arc<browser::Clients>,
-    /// Every relay peer, to close them all on SIGINT or SIGTERM.
-    pub peers: relay_tokio::PeerSet,
-    /// The NATS cluster, with `--nats`.
-    pub cluster: Option<Arc<cluster::Cluster>>,
-}
-
-/// Session and server names: 1 to 64 of A-Z a-z 0-9 - _ (they appear in
-/// URLs and NATS subjects).
-pub fn valid_session_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && (name.bytes()).all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
-}
-
-impl Server {
-    /// Every session now.
-    pub fn sessions(&self) -> Vec<Arc<Session>> {
-        self.sessions.all()
-    }
-
-    /// The session of that name; a new one starts relaying to every
-    /// `--relay-to` server.
-    pub fn session(&self, name: &str) -> Arc<Session> {
-        let (session, created) = self.sessions.get_or_create(name);
-        if created {
-            for url in &self.relay_to {
-                let relay = relay::relay_session(
-                    session.clone(),
-                    url.clone(),
-                    self.name.clone(),
-                    self.ip,
-                    self.peers.clone(),
-                );
-                tokio::spawn(relay);
-            }
-        }
-        session
-    }
 }
 
 #[tokio::main]
@@ -153,17 +88,14 @@ async fn main() {
         }
         None => None,
     };
-    let server = Arc::new(Server {
+    let server = Arc::new(Server::new(
         name,
-        ip: args.public_ip,
-        relay_to: args.relay_to,
-        sessions: Sessions::default(),
-        clients: Default::default(),
-        peers: Default::default(),
-        cluster: cluster.clone(),
-    });
+        args.public_ip,
+        args.relay_to,
+        cluster.clone(),
+    ));
     println!("relay-sfu {} on http://{}/", server.name, args.listen);
-    for url in &server.relay_to {
+    for url in server.relay_to() {
         println!("relaying publishers to {url}");
     }
     if let (Some(c), Some(url)) = (cluster.clone(), &args.nats) {
