@@ -476,7 +476,11 @@ impl Driver {
                 }
             }
             Command::Reply { id, payload, done } => {
-                let _ = done.try_send(self.core.reply(now, id, payload).map_err(Error::from));
+                let result = self.core.reply(now, id, payload).map_err(Error::from);
+                if let Err(async_channel::TrySendError::Closed(Err(e))) = done.try_send(result) {
+                    // From `try_reply`: nobody waits for the outcome.
+                    warn!("reply to {id:?} refused: {e}");
+                }
             }
             Command::CreateChannel {
                 label,

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::queue::Tx;
+use crate::queue::{TrySendError, Tx};
 use bytes::Bytes;
 use relay_proto::InboundRequestId;
 use tracing::debug;
@@ -88,6 +88,30 @@ impl Request {
             done,
         })
         .await
+    }
+
+    /// Replies without waiting, for callbacks that cannot await (such as
+    /// [`Peer::on_request`](crate::Peer::on_request)'s): the reply is queued
+    /// for the peer's task, which sends it on its next turn. Saves the task
+    /// a spawned `reply` would need. Fails with [`Error::QueueFull`] when the
+    /// command queue is full, or [`Error::Closed`] when the peer is gone;
+    /// the request then counts as unanswered. A reply the core refuses (too
+    /// large, say) is logged at warn level, as the caller is not waiting.
+    pub fn try_reply(mut self, payload: Option<Bytes>) -> Result<(), Error> {
+        let (done, _) = async_channel::bounded(1);
+        let reply = Command::Reply {
+            id: self.id,
+            payload,
+            done,
+        };
+        match self.commands.try_send(reply) {
+            Ok(()) => {
+                self.settled = true;
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => Err(Error::QueueFull),
+            Err(TrySendError::Closed(_)) => Err(self.shared.closed_error()),
+        }
     }
 
     /// No reply will come (an emit, say); not counted as unanswered.

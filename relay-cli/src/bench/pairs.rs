@@ -78,10 +78,8 @@ pub async fn connect(
 /// Echoes every inbound request with its own payload.
 pub fn echo(peer: &Peer) {
     peer.on_request(|req| {
-        tokio::spawn(async move {
-            let payload = req.payload().cloned();
-            let _ = req.reply(payload).await;
-        });
+        let payload = req.payload().cloned();
+        let _ = req.try_reply(payload);
     });
 }
 

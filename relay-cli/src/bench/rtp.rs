@@ -172,8 +172,11 @@ impl Link {
                 written += 1;
             }
         }
-        // Numbers the sender never used are skipped, as a gap.
-        self.next = c.hi.load(Ordering::Relaxed);
+        // Numbers the sender never used are not skipped: the next trial
+        // goes on from the last one written. A gap of over 32,768 sequence
+        // numbers (a fast trial the sender fell far behind on) would leave
+        // the receiver's rollover count, and with it SRTP and the extended
+        // numbers this counter uses, a multiple of 65,536 off.
         // Drain: until all arrived, or nothing new for 200 ms (at most 2 s).
         let drain_until = Instant::now() + Duration::from_secs(2);
         let mut last = c.in_range.load(Ordering::Relaxed);

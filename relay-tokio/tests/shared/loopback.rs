@@ -82,9 +82,19 @@ fn echo(peer: &Peer, tag: &'static str) {
     });
 }
 
+/// Echoes every request, prefixed with `tag`, from the callback itself
+/// (`try_reply`, no task spawned).
+fn echo_inline(peer: &Peer, tag: &'static str) {
+    peer.on_request(move |mut req| {
+        let mut out = tag.as_bytes().to_vec();
+        out.extend_from_slice(&req.take_payload().unwrap_or_default());
+        req.try_reply(Some(out.into())).expect("reply queued");
+    });
+}
+
 pub async fn connect_and_request_both_ways() {
     let (a, b) = pair().await;
-    echo(&a, "a:");
+    echo_inline(&a, "a:");
     echo(&b, "b:");
     let reply = a
         .request("echo", Some(Bytes::from_static(b"ping")))
