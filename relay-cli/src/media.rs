@@ -247,10 +247,12 @@ pub fn follow(track: RemoteTrack, who: String, sink: Option<RtpOutSink>, tag: St
             None => None,
         };
         let mut packets = 0u64;
+        let mut gaps = Gaps::default();
         let mut last_print = Instant::now();
         let mut buf = Vec::with_capacity(1500);
         while let Some(p) = track.read_rtp().await {
             packets += 1;
+            gaps.saw(p.extended_sequence_number);
             if packets == 1 && out.is_some() {
                 // A player that starts now needs a keyframe to start from;
                 // the request reaches the origin's RTCP through the offer.
@@ -275,7 +277,98 @@ pub fn follow(track: RemoteTrack, who: String, sink: Option<RtpOutSink>, tag: St
             }
         }
         println!("{who} track {tag} ended after {packets} packets");
+        if !gaps.is_empty() {
+            println!("{who} track {tag}: never received: {gaps}");
+        }
     });
+}
+
+/// The sequence numbers a track never delivered between the first and the
+/// last it did, as ranges; the most recent 64 ranges are kept.
+#[derive(Default)]
+struct Gaps {
+    next: Option<u64>,
+    /// `[start, end)` ranges, oldest first.
+    missing: std::collections::VecDeque<(u64, u64)>,
+    /// Ranges forgotten to stay within the bound.
+    forgotten: u64,
+}
+
+impl Gaps {
+    const MAX: usize = 64;
+
+    fn saw(&mut self, seq: u64) {
+        let next = *self.next.get_or_insert(seq);
+        if seq >= next {
+            if seq > next {
+                self.missing.push_back((next, seq));
+                if self.missing.len() > Self::MAX {
+                    self.missing.pop_front();
+                    self.forgotten += 1;
+                }
+            }
+            self.next = Some(seq + 1);
+            return;
+        }
+        // Late (reordered or retransmitted): fill it in.
+        if let Some(i) = self
+            .missing
+            .iter()
+            .position(|&(a, b)| (a..b).contains(&seq))
+        {
+            let (a, b) = self.missing[i];
+            match (seq == a, seq + 1 == b) {
+                (true, true) => {
+                    self.missing.remove(i);
+                }
+                (true, false) => self.missing[i].0 = seq + 1,
+                (false, true) => self.missing[i].1 = seq,
+                (false, false) => {
+                    self.missing[i].1 = seq;
+                    self.missing.insert(i + 1, (seq + 1, b));
+                }
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.forgotten == 0
+    }
+}
+
+impl std::fmt::Display for Gaps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let total: u64 = self.missing.iter().map(|(a, b)| b - a).sum();
+        write!(f, "{total} packets in {} gaps:", self.missing.len())?;
+        for (a, b) in &self.missing {
+            if b - a == 1 {
+                write!(f, " {a}")?;
+            } else {
+                write!(f, " {a}-{}", b - 1)?;
+            }
+        }
+        if self.forgotten > 0 {
+            write!(f, " (and {} older gaps)", self.forgotten)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Gaps;
+
+    #[test]
+    fn gaps_fill_in_as_late_packets_arrive() {
+        let mut g = Gaps::default();
+        for s in [10, 11, 15, 13, 20, 12, 16, 17, 18] {
+            g.saw(s);
+        }
+        assert_eq!(g.to_string(), "2 packets in 2 gaps: 14 19");
+        g.saw(14);
+        g.saw(19);
+        assert!(g.is_empty());
+    }
 }
 
 /// `--rtp-out`: plays received tracks as plain RTP, each to its own port

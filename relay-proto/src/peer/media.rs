@@ -180,6 +180,7 @@ impl Peer {
         );
         match written {
             Ok(()) => {
+                self.media_written = true;
                 self.drain();
                 Ok(())
             }

@@ -54,7 +54,8 @@ const GO_COUNTER_STREAM: u16 = 1;
 const MIN_WAKE: Duration = Duration::from_millis(1);
 
 /// How many deadlines at or before the time just handled one poll of the
-/// `Rtc` serves at once before falling back to [`MIN_WAKE`].
+/// `Rtc` serves at once, after RTP was written, before falling back to
+/// [`MIN_WAKE`].
 const MAX_DUE_NOW: u32 = 4;
 
 /// Send-buffer level under which str0m reports room on the signalling
@@ -106,6 +107,9 @@ pub struct Peer {
     pre_ready: VecDeque<Event>,
     transmits: VecDeque<Transmit>,
     rtc_deadline: Option<Instant>,
+    /// RTP was written to the `Rtc` since it was last polled: its pacer
+    /// sends it from a timeout, served at once (see [`MAX_DUE_NOW`]).
+    media_written: bool,
     last_now: Instant,
     stats: Stats,
     ssrc_rng: fastrand::Rng,
@@ -189,6 +193,7 @@ impl Peer {
             pre_ready: VecDeque::new(),
             transmits: VecDeque::new(),
             rtc_deadline: None,
+            media_written: false,
             last_now: now,
             stats: Stats::default(),
             ssrc_rng: fastrand::Rng::with_seed(config.seed ^ 0x5eed_55c5),
@@ -502,8 +507,15 @@ impl Peer {
     fn poll_rtc(&mut self) {
         // Bounded: a str0m that keeps erroring while alive cannot spin us.
         let mut errors = 0;
-        // Timeouts at or before the time just handled, served at once.
-        let mut due_now = 0;
+        // Timeouts at or before the time just handled, served at once while
+        // connecting and after a write (only then: see MAX_DUE_NOW).
+        let written = std::mem::take(&mut self.media_written);
+        let connecting = !self.phase.is_ready() && !self.phase.is_closed();
+        let mut due_now = if written || connecting {
+            MAX_DUE_NOW
+        } else {
+            0
+        };
         loop {
             match self.rtc.poll_output() {
                 Ok(Output::Transmit(t)) => {
@@ -524,8 +536,12 @@ impl Peer {
                     // handled, a packet leaves in this call rather than a
                     // timer wake-up (1-2 ms) later. Bounded, so a deadline
                     // that stays due cannot spin us; then the floor holds.
-                    if t <= self.last_now && due_now < MAX_DUE_NOW && self.rtc.is_alive() {
-                        due_now += 1;
+                    // The handshake's steps come the same way. Only then:
+                    // serving every early deadline at once once connected
+                    // (SCTP's and the receive side's too) lost seconds of
+                    // video at the start of the fault soak.
+                    if t <= self.last_now && due_now > 0 && self.rtc.is_alive() {
+                        due_now -= 1;
                         if let Err(e) = self.rtc.handle_input(Input::Timeout(self.last_now)) {
                             self.on_rtc_error(e);
                         }
