@@ -569,24 +569,8 @@ async fn pull(
         via: "nats",
     });
     relay::take_tracks(&peer, &session, &via, &cluster.name);
-    let client = cluster.client.clone();
-    let subject = relay_subject(&via);
     let offered = peer
-        .offer(|meta, offer| async move {
-            let mut headers = HeaderMap::new();
-            headers.insert(FROM_HEADER, meta.peer_id.as_str());
-            headers.insert(SESSION_HEADER, meta.session_id.as_str());
-            let request = async_nats::Request::new()
-                .headers(headers)
-                .payload(Bytes::from(offer))
-                .timeout(Some(OFFER_TIMEOUT));
-            let reply = (client.send_request(subject, request).await)
-                .map_err(|e| format!("no answer over NATS: {e}"))?;
-            if let Some(why) = reply.headers.as_ref().and_then(|h| h.get(ERROR_HEADER)) {
-                return Err(format!("offer refused: {why}"));
-            }
-            Ok::<_, String>(reply.payload.to_vec())
-        })
+        .offer(|meta, offer| signal(&cluster.client, &via, meta, offer))
         .await;
     if let Err(e) = offered {
         tracing::warn!(session = %session.name, %via, "pull failed: {e}");
@@ -614,6 +598,30 @@ async fn pull(
             }
         }
     }
+}
+
+/// The relay's signal function over NATS: sends `offer` (from the peer
+/// `meta` names) to server `to` as a request on [`relay_subject`], and
+/// returns the answer in its reply.
+pub async fn signal(
+    client: &async_nats::Client,
+    to: &str,
+    meta: PeerMeta,
+    offer: Vec<u8>,
+) -> Result<Vec<u8>, String> {
+    let mut headers = HeaderMap::new();
+    headers.insert(FROM_HEADER, meta.peer_id.as_str());
+    headers.insert(SESSION_HEADER, meta.session_id.as_str());
+    let request = async_nats::Request::new()
+        .headers(headers)
+        .payload(Bytes::from(offer))
+        .timeout(Some(OFFER_TIMEOUT));
+    let reply = (client.send_request(relay_subject(to), request).await)
+        .map_err(|e| format!("no answer over NATS: {e}"))?;
+    if let Some(why) = reply.headers.as_ref().and_then(|h| h.get(ERROR_HEADER)) {
+        return Err(format!("offer refused: {why}"));
+    }
+    Ok(reply.payload.to_vec())
 }
 
 fn header<'a>(headers: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {

@@ -41,13 +41,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::HeaderMap;
 use bytes::Bytes;
 use clap::Parser;
 use futures_lite::StreamExt;
-use relay_sfu::cluster::{
-    ANNOUNCE_SUBJECT, FROM_HEADER, SESSION_HEADER, WANT_EVENT, relay_subject,
-};
+use relay_sfu::cluster::{self, ANNOUNCE_SUBJECT, WANT_EVENT, relay_subject};
 use relay_sfu::relay::TRACK_EVENT;
 use relay_tokio::{Config, Peer, PeerMeta, RtpOut, TrackCodec, TrackMeta};
 use serde_json::{Value, json};
@@ -323,21 +320,9 @@ impl Bench {
                 }
             });
         });
-        let client = self.client.clone();
-        let subject = relay_subject(&upstream);
-        peer.offer(|meta, offer| async move {
-            let mut headers = HeaderMap::new();
-            headers.insert(FROM_HEADER, meta.peer_id.as_str());
-            headers.insert(SESSION_HEADER, meta.session_id.as_str());
-            let request = async_nats::Request::new()
-                .headers(headers)
-                .payload(Bytes::from(offer))
-                .timeout(Some(Duration::from_secs(10)));
-            let reply = (client.send_request(subject, request).await).map_err(|e| e.to_string())?;
-            Ok::<_, String>(reply.payload.to_vec())
-        })
-        .await
-        .map_err(|e| format!("{name} pulling from {upstream}: {e}"))?;
+        peer.offer(|meta, offer| cluster::signal(&self.client, &upstream, meta, offer))
+            .await
+            .map_err(|e| format!("{name} pulling from {upstream}: {e}"))?;
         let want =
             json!({"tracks": [[format!("{source}-pub-1"), format!("{source}-pub-1-video-1")]]});
         peer.emit(WANT_EVENT, Some(Bytes::from(want.to_string())))
