@@ -210,6 +210,36 @@ fn a_written_packet_is_transmitted_at_once() {
 }
 
 #[test]
+fn packets_written_back_to_back_leave_at_the_next_poll() {
+    let mut pair = connected(22, NetConfig::ideal());
+    let (tx, rx) = video_track(&mut pair);
+    pair.drive_for(Duration::from_millis(100));
+    pair.collect();
+    let now = pair.now;
+    let peer = pair.peer(Side::A);
+    for seq in 1..=40u16 {
+        peer.write_rtp(now, tx, packet(96, seq, 3000, seq == 40, vec![7; 1000]))
+            .unwrap();
+    }
+    let sent = pair.nodes[Side::A as usize].sent;
+    // Onto the wire at the same instant: nothing waited for a timer.
+    pair.collect();
+    assert!(
+        pair.nodes[Side::A as usize].sent - sent >= 40,
+        "every written packet went out at the poll"
+    );
+    let peer = pair.peer(Side::A);
+    assert!(
+        peer.poll_timeout().is_none_or(|d| d > now),
+        "no deadline already due after the poll"
+    );
+    pair.drive_for(Duration::from_millis(50));
+    let got = rtp_on(&pair, Side::B, rx);
+    let seqs: Vec<u16> = got.iter().map(|p| p.sequence_number).collect();
+    assert_eq!(seqs, (1..=40).collect::<Vec<_>>(), "all delivered in order");
+}
+
+#[test]
 fn thirty_seconds_of_video_and_audio_cross_intact() {
     let mut pair = connected(1, NetConfig::rtt(Duration::from_millis(20)));
     let ((v_tx, v_rx), (a_tx, a_rx)) = av_tracks(&mut pair);

@@ -163,7 +163,8 @@ impl Peer {
     /// cross unchanged. A packet whose datagram would exceed
     /// [`Config::max_datagram_size`](crate::Config::max_datagram_size) is
     /// refused ([`Error::PacketTooLarge`]) and counted. Then poll the
-    /// outputs.
+    /// outputs: packets written one after the other leave together at the
+    /// next poll, each in its own datagram.
     pub fn write_rtp(&mut self, now: Instant, track: TrackId, packet: RtpOut) -> Result<(), Error> {
         self.check_open()?;
         if !payload_type_is_carried(packet.payload_type) {
@@ -180,8 +181,10 @@ impl Peer {
         );
         match written {
             Ok(()) => {
+                // Drained at the next poll, once for all the packets
+                // written before it: str0m only queues a written packet,
+                // and every drain polls SCTP as well.
                 self.media_written = true;
-                self.drain();
                 Ok(())
             }
             Err(e @ Error::PacketTooLarge { .. }) => {
