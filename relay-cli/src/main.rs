@@ -175,7 +175,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async move {
+    // The command runs as a task of the runtime, as a server's code would,
+    // not on this thread: a task woken by another on the same worker runs
+    // there next, with no thread to wake (a request's round trip in the
+    // bench: 190 µs from this thread, 75 µs from a task).
+    let command = runtime.spawn(async move {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
             Command::Answer(args) => peers::answer(args).await,
@@ -183,6 +187,9 @@ fn main() -> ExitCode {
             Command::Bench(args) => bench::run(args).await,
         }
     });
+    let result = runtime
+        .block_on(command)
+        .unwrap_or_else(|e| Err(format!("the command's task failed: {e}").into()));
     runtime.shutdown_timeout(Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
