@@ -277,27 +277,45 @@ pub fn follow(track: RemoteTrack, who: String, sink: Option<RtpOutSink>, tag: St
             }
         }
         println!("{who} track {tag} ended after {packets} packets");
-        if !gaps.is_empty() {
-            println!("{who} track {tag}: never received: {gaps}");
+        if packets > 0 {
+            println!("{who} track {tag}: {gaps}");
         }
     });
 }
 
 /// The sequence numbers a track never delivered between the first and the
-/// last it did, as ranges; the most recent 64 ranges are kept.
+/// last it did, as ranges (the most recent 64 are kept), the first and the
+/// last, and how many packets came twice.
 #[derive(Default)]
 struct Gaps {
+    /// The lowest number seen.
+    first: Option<u64>,
     next: Option<u64>,
     /// `[start, end)` ranges, oldest first.
     missing: std::collections::VecDeque<(u64, u64)>,
     /// Ranges forgotten to stay within the bound.
     forgotten: u64,
+    /// Packets delivered a second time.
+    duplicates: u64,
 }
 
 impl Gaps {
     const MAX: usize = 64;
 
     fn saw(&mut self, seq: u64) {
+        let first = *self.first.get_or_insert(seq);
+        if seq < first {
+            // Earlier than anything so far: what lies between is missing.
+            if seq + 1 < first {
+                self.missing.push_front((seq + 1, first));
+                if self.missing.len() > Self::MAX {
+                    self.missing.pop_back();
+                    self.forgotten += 1;
+                }
+            }
+            self.first = Some(seq);
+            return;
+        }
         let next = *self.next.get_or_insert(seq);
         if seq >= next {
             if seq > next {
@@ -328,18 +346,32 @@ impl Gaps {
                     self.missing.insert(i + 1, (seq + 1, b));
                 }
             }
+        } else if self.forgotten == 0 {
+            self.duplicates += 1;
         }
     }
 
+    #[cfg(test)]
     fn is_empty(&self) -> bool {
-        self.missing.is_empty() && self.forgotten == 0
+        self.missing.is_empty() && self.forgotten == 0 && self.duplicates == 0
+    }
+
+    /// The first and last numbers seen.
+    fn span(&self) -> Option<(u64, u64)> {
+        Some((self.first?, self.next? - 1))
     }
 }
 
 impl std::fmt::Display for Gaps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let total: u64 = self.missing.iter().map(|(a, b)| b - a).sum();
-        write!(f, "{total} packets in {} gaps:", self.missing.len())?;
+        if let Some((first, last)) = self.span() {
+            write!(f, "sequence numbers {first} to {last}, ")?;
+        }
+        write!(f, "never received: {total} in {} gaps", self.missing.len())?;
+        if !self.missing.is_empty() {
+            write!(f, ":")?;
+        }
         for (a, b) in &self.missing {
             if b - a == 1 {
                 write!(f, " {a}")?;
@@ -349,6 +381,9 @@ impl std::fmt::Display for Gaps {
         }
         if self.forgotten > 0 {
             write!(f, " (and {} older gaps)", self.forgotten)?;
+        }
+        if self.duplicates > 0 {
+            write!(f, "; {} delivered twice", self.duplicates)?;
         }
         Ok(())
     }
@@ -364,10 +399,27 @@ mod tests {
         for s in [10, 11, 15, 13, 20, 12, 16, 17, 18] {
             g.saw(s);
         }
-        assert_eq!(g.to_string(), "2 packets in 2 gaps: 14 19");
+        assert_eq!(
+            g.to_string(),
+            "sequence numbers 10 to 20, never received: 2 in 2 gaps: 14 19"
+        );
         g.saw(14);
         g.saw(19);
         assert!(g.is_empty());
+        // Late packets from before the first seen open a gap of their own.
+        g.saw(7);
+        assert_eq!(
+            g.to_string(),
+            "sequence numbers 7 to 20, never received: 2 in 1 gaps: 8-9"
+        );
+        g.saw(8);
+        g.saw(9);
+        assert!(g.is_empty());
+        g.saw(12);
+        assert_eq!(
+            g.to_string(),
+            "sequence numbers 7 to 20, never received: 0 in 0 gaps; 1 delivered twice"
+        );
     }
 }
 

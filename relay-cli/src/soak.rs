@@ -169,9 +169,18 @@ pub async fn run(peer: &Peer, secs: u64) -> Result<Report, CliError> {
         p[0] = 0x10;
         Bytes::from(p)
     };
+    // Frames are timed from when the track is ready, not from the start:
+    // adding it waits for the remote's answer behind the requests, and
+    // the frames due meanwhile would leave as one burst. The link's jitter
+    // shuffles a burst, and str0m drops what arrives older than a stream's
+    // first packet (its NACK window starts there), so a burst at the start
+    // loses about half of itself (README "The fault soak").
+    let video_started = Instant::now();
     for f in 0..frames {
-        tokio::time::sleep_until((started + Duration::from_secs(1) / FPS as u32 * f as u32).into())
-            .await;
+        tokio::time::sleep_until(
+            (video_started + Duration::from_secs(1) / FPS as u32 * f as u32).into(),
+        )
+        .await;
         for k in 0..PACKETS_PER_FRAME {
             let out = RtpOut::new(
                 96,
