@@ -58,6 +58,12 @@ const MIN_WAKE: Duration = Duration::from_millis(1);
 /// [`MIN_WAKE`].
 const MAX_DUE_NOW: u32 = 4;
 
+/// Packets a track's retransmission cache holds, at most, and for how
+/// long: str0m 0.25's own defaults, restated because setting the share cap
+/// ([`Config::max_retransmission_share`]) sets them too.
+const RTX_CACHE_PACKETS: usize = 2000;
+const RTX_CACHE_AGE: Duration = Duration::from_secs(3);
+
 /// Send-buffer level under which str0m reports room on the signalling
 /// channel, and on the application's channels.
 const SIGNAL_LOW_WATER: usize = 64 * 1024;
@@ -570,6 +576,7 @@ impl Peer {
             return;
         }
         let now = self.last_now;
+        let share_cap = self.config.max_retransmission_share;
         let mut api = self.rtc.direct_api();
         match op {
             RtcOp::DeclareMedia { mid, kind } => {
@@ -582,6 +589,12 @@ impl Peer {
                 rid,
             } => {
                 api.declare_stream_tx(Ssrc::from(ssrc), rtx.map(Ssrc::from), mid, rid);
+                if rtx.is_some()
+                    && let Some(stream) = api.stream_tx(&Ssrc::from(ssrc))
+                {
+                    // str0m's own cache size and age; our cap on the share.
+                    stream.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, share_cap);
+                }
             }
             RtcOp::ExpectRx {
                 ssrc,
