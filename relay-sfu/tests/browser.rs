@@ -30,20 +30,8 @@ fn publisher_on_a_watcher_on_b() {
     let publisher = Browser::open(port_driver);
     let watcher = Browser::open(port_driver);
     let started = Instant::now();
-    let fail = |what: &str| -> ! {
-        let a = publisher.screenshot("publisher");
-        let b = watcher.screenshot("watcher");
-        let logs = watcher.eval("return document.getElementById('log').textContent;");
-        let pub_logs = publisher.eval("return document.getElementById('log').textContent;");
-        panic!(
-            "{what}\nwatcher log:\n{}\npublisher log:\n{}\nscreenshots: {} {}\nserver logs: {}",
-            logs.as_str().unwrap_or(""),
-            pub_logs.as_str().unwrap_or(""),
-            a.display(),
-            b.display(),
-            log_dir().display()
-        );
-    };
+    let fail =
+        |what: &str| -> ! { fail_with(&[(&publisher, "publisher"), (&watcher, "watcher")], what) };
 
     publisher.goto(&format!("http://127.0.0.1:{port_a}/"));
     publisher.run("sfu.publish('e2e')");

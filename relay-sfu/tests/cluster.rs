@@ -98,16 +98,13 @@ fn a_track_crosses_three_servers_and_follows_its_watchers() {
     let publisher = Browser::open(pd);
     let watcher_c = Browser::open(pd);
     let fail = |what: &str| -> ! {
-        let p = publisher.screenshot("cluster-publisher");
-        let w = watcher_c.screenshot("cluster-watcher");
-        let logs = watcher_c.eval("return document.getElementById('log').textContent;");
-        panic!(
-            "{what}\nwatcher log:\n{}\nscreenshots: {} {}\nserver logs: {}",
-            logs.as_str().unwrap_or(""),
-            p.display(),
-            w.display(),
-            log_dir().display()
-        );
+        fail_with(
+            &[
+                (&publisher, "cluster-publisher"),
+                (&watcher_c, "cluster-watcher"),
+            ],
+            what,
+        )
     };
 
     // 1. Published on A, watched on C: the tracks come through B, and the

@@ -255,3 +255,19 @@ pub fn playing(watcher: &Browser, i: usize, frames: u64, limit: Duration) -> Opt
         (v["frames"].as_u64()? > frames && time - t0 > 1.0).then_some(v)
     })
 }
+
+/// Panics with `what`, each page's log and screenshot (named as given),
+/// and where the servers' logs are.
+pub fn fail_with(pages: &[(&Browser, &str)], what: &str) -> ! {
+    let mut report = format!("{what}\n");
+    for (page, name) in pages {
+        let log = page.eval("return document.getElementById('log').textContent;");
+        let shot = page.screenshot(name);
+        report += &format!(
+            "{name} log:\n{}\n{name} screenshot: {}\n",
+            log.as_str().unwrap_or(""),
+            shot.display()
+        );
+    }
+    panic!("{report}server logs: {}", log_dir().display());
+}
